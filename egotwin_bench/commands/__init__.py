@@ -1,0 +1,1 @@
+"""CLI commands of `egotwin-bench`, one module per command group."""

@@ -1,0 +1,1 @@
+"""CLI commands of `egotwin-model`, one module per command group."""
