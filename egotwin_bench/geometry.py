@@ -23,19 +23,24 @@ import torch
 Array = np.ndarray | torch.Tensor
 
 
-def _dual(fn: Callable[..., torch.Tensor]) -> Callable[..., Array]:
-    """Run a torch implementation on NumPy inputs too (float64 inside, input dtype out)."""
+def numpy_or_torch(fn: Callable[..., torch.Tensor]) -> Callable[..., Array]:
+    """Decorator: run a torch implementation on NumPy inputs too (float64 inside, input dtype out).
+
+    Positional arguments are the arrays; keyword arguments pass through unchanged.
+    """
 
     def wrapper(*args, **kwargs):
         if any(isinstance(a, torch.Tensor) for a in args):
             return fn(*args, **kwargs)
         dtype = np.result_type(*[np.asarray(a).dtype for a in args])
         out_dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
+        kwargs = {k: (torch.as_tensor(np.asarray(v, dtype=np.float64)) if isinstance(v, np.ndarray) else v)
+                  for k, v in kwargs.items()}
         targs = [torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in args]
         out = fn(*targs, **kwargs)
         if isinstance(out, tuple):
-            return tuple(o.numpy().astype(out_dtype) for o in out)
-        return out.numpy().astype(out_dtype)
+            return tuple(o.numpy().astype(out_dtype) if o.is_floating_point() else o.numpy() for o in out)
+        return out.numpy().astype(out_dtype) if out.is_floating_point() else out.numpy()
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
@@ -47,21 +52,21 @@ def _check_last(x: Array, shape: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name} must have shape (..., {', '.join(map(str, shape))}), got {tuple(x.shape)}")
 
 
-@_dual
+@numpy_or_torch
 def matrix_to_6d(R: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotation matrices -> (..., 6) first two columns."""
     _check_last(R, (3, 3), "R")
     return R[..., :, :2].reshape(*R.shape[:-2], 6)
 
 
-@_dual
+@numpy_or_torch
 def sixd_to_matrix(d6: torch.Tensor) -> torch.Tensor:
     """(..., 6) 6D rotations -> (..., 3, 3) rotation matrices (Gram-Schmidt, roma)."""
     _check_last(d6, (6,), "d6")
     return roma.special_gramschmidt(d6.reshape(*d6.shape[:-1], 3, 2))
 
 
-@_dual
+@numpy_or_torch
 def quat_wxyz_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """(..., 4) quaternions w, x, y, z (normalised here) -> (..., 3, 3) rotation matrices."""
     _check_last(q, (4,), "q")
@@ -69,7 +74,7 @@ def quat_wxyz_to_matrix(q: torch.Tensor) -> torch.Tensor:
     return roma.unitquat_to_rotmat(xyzw / xyzw.norm(dim=-1, keepdim=True))
 
 
-@_dual
+@numpy_or_torch
 def matrix_to_quat_wxyz(R: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions w, x, y, z with w >= 0."""
     _check_last(R, (3, 3), "R")
@@ -78,14 +83,14 @@ def matrix_to_quat_wxyz(R: torch.Tensor) -> torch.Tensor:
     return torch.where(q[..., :1] < 0, -q, q)
 
 
-@_dual
+@numpy_or_torch
 def rotation_angle(R: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) -> (...,) rotation angle in radians, in [0, pi] (numerically safe)."""
     _check_last(R, (3, 3), "R")
     return roma.rotmat_to_rotvec(R).norm(dim=-1)
 
 
-@_dual
+@numpy_or_torch
 def rotation_about_z(yaw: torch.Tensor) -> torch.Tensor:
     """(...,) yaw angles in radians -> (..., 3, 3) rotations about +Z."""
     c, s = torch.cos(yaw), torch.sin(yaw)
@@ -93,20 +98,20 @@ def rotation_about_z(yaw: torch.Tensor) -> torch.Tensor:
     return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).reshape(*yaw.shape, 3, 3)
 
 
-@_dual
+@numpy_or_torch
 def make_transform(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotation and (..., 3) translation -> (..., 4, 4) rigid transform."""
     _check_last(R, (3, 3), "R")
     _check_last(t, (3,), "t")
     batch = torch.broadcast_shapes(R.shape[:-2], t.shape[:-1])
-    T = torch.zeros(*batch, 4, 4, dtype=R.dtype)
+    T = R.new_zeros(*batch, 4, 4)
     T[..., :3, :3] = R
     T[..., :3, 3] = t
     T[..., 3, 3] = 1.0
     return T
 
 
-@_dual
+@numpy_or_torch
 def invert_transform(T: torch.Tensor) -> torch.Tensor:
     """Inverse of (..., 4, 4) rigid transforms (exact, no general matrix inverse)."""
     _check_last(T, (4, 4), "T")
@@ -118,7 +123,7 @@ def invert_transform(T: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@_dual
+@numpy_or_torch
 def transform_points(T: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Apply (..., 4, 4) transforms to (..., N, 3) or (..., 3) points (broadcasting batch dims)."""
     _check_last(T, (4, 4), "T")
