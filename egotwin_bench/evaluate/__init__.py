@@ -1,0 +1,1 @@
+"""Submission format, validation, the evaluation runner and the leaderboard."""

@@ -1,0 +1,1 @@
+"""Benchmark metrics: video quality, motion quality, view and hand consistency."""
