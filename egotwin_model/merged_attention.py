@@ -142,6 +142,12 @@ def merged_masked_attention(
             f"mask shapes {tuple(main_to_motion.shape)} / {tuple(motion_to_all.shape)} do not match N={q.shape[2]}"
         )
     scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if q.is_cuda and q.dtype not in (torch.float16, torch.bfloat16):  # CUDA flash needs half precision
+        n = q.shape[2]
+        mask = torch.ones(n, n, dtype=torch.bool, device=q.device)
+        mask[:n_main, n_main:] = main_to_motion
+        mask[n_main:] = motion_to_all
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return _MergedAttention.apply(q, k, v, main_to_motion.to(q.device), motion_to_all.to(q.device), scale)
 
 

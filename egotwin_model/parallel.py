@@ -100,7 +100,8 @@ def apply_fsdp(
     for blocks in block_lists:
         for block in blocks:
             fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+    # The root (embeddings, output heads) is needed again first thing in backward: keep it gathered.
+    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=False)
     return model
 
 

@@ -1,0 +1,152 @@
+"""Paper-size EgoTwin training step: time, tokens/s, MFU, peak memory, mask overhead.
+
+Random weights; text 226, video 9900 (11 x 30 x 30), motion 21 tokens per sample. Runs the
+same pieces as training (`egotwin_model.parallel`: FSDP2 with bf16 compute / fp32 master
+weights and reductions, activation checkpointing, optional per-block torch.compile) under
+``torchrun`` or as one process, and prints ONE JSON line.
+
+    python benchmarks/train_step.py --stage joint --batch 2
+    torchrun --nproc-per-node 2 benchmarks/train_step.py --stage joint --batch 2
+    python benchmarks/train_step.py --config tiny --device cpu --steps 2   # smoke test
+
+Model FLOPs are analytic (`egotwin_model.flops`, formula in its docstring); MFU divides the
+achieved model FLOP/s per GPU by the dense bf16 peak of the GPU (989 TFLOP/s for H100 SXM and
+H200). ``mask_overhead`` = step time with the interaction mask / without it (same model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import torch
+
+from egotwin_model.config import VIDEO_LATENT_FRAMES, EgoTwinConfig
+from egotwin_model.dit import EgoTwinDiT
+from egotwin_model.flops import dit_flops
+from egotwin_model.parallel import apply_activation_checkpointing, apply_compile, apply_fsdp, init_distributed
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
+
+
+def _peak(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def _batch(cfg, stage: str, batch: int, video_hw: int, device, gen) -> dict:
+    d = cfg.dit
+    text = torch.randn(batch, d.max_text_seq_length, d.text_embed_dim, device=device, generator=gen)
+    motion = torch.randn(batch, d.motion_length, d.motion_channels, device=device, generator=gen)
+    t = torch.randint(0, d.num_train_timesteps, (2, batch), device=device, generator=gen)
+    video = None
+    if stage == "joint":
+        video = torch.randn(batch, VIDEO_LATENT_FRAMES, d.in_channels, video_hw, video_hw, device=device, generator=gen)
+    return {"text": text, "video": video, "motion": motion, "t_video": t[0] if video is not None else None,
+            "t_motion": t[1] if d.asynchronous else (t[0] if video is not None else t[1])}
+
+
+def _time_steps(model, opt, batch, steps: int, warmup: int, device) -> float:
+    def step():
+        out = model(batch["text"], batch["video"], batch["motion"], batch["t_video"], batch["t_motion"])
+        loss = out.motion.float().pow(2).mean()
+        if out.video is not None:
+            loss = loss + out.video.float().pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="paper")
+    ap.add_argument("--stage", choices=["joint", "t2m"], default="joint")
+    ap.add_argument("--batch", type=int, default=1, help="samples per GPU")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--backend", default="merged", help="masked attention backend: merged | flex | dense")
+    ap.add_argument("--no-ac", action="store_true", help="disable activation checkpointing")
+    ap.add_argument("--compile", action="store_true", help="torch.compile each block")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--skip-unmasked", action="store_true", help="do not time the unmasked variant")
+    args = ap.parse_args()
+
+    info = init_distributed(args.device)
+    device = info.device
+    cfg = EgoTwinConfig.load(args.config)
+    video_hw = cfg.dit.sample_height if args.config != "paper" else 60  # 480 / 8
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = EgoTwinDiT(cfg.dit, attention_backend=args.backend)
+    if args.stage == "t2m":  # text branch frozen: only the motion stream trains
+        for name, p in model.named_parameters():
+            p.requires_grad_("motion" in name)
+    if not args.no_ac:
+        apply_activation_checkpointing(model.blocks)
+    if args.compile:
+        apply_compile(model.blocks)
+    compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    apply_fsdp(model, [model.blocks], info, param_dtype=compute_dtype)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
+                            fused=device.type == "cuda")
+    gen = torch.Generator(device=device).manual_seed(info.rank)
+    batch = _batch(cfg, args.stage, args.batch, video_hw, device, gen)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    masked = _time_steps(model, opt, batch, args.steps, args.warmup, device)
+    peak_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    unmasked = None
+    if not args.skip_unmasked:
+        model.config = dataclasses.replace(model.config, interaction_mask=False)
+        unmasked = _time_steps(model, opt, batch, args.steps, args.warmup, device)
+
+    d = cfg.dit
+    video_tokens = VIDEO_LATENT_FRAMES * (video_hw // d.patch_size) ** 2 if args.stage == "joint" else 0
+    flops = dit_flops(d, d.max_text_seq_length, video_tokens, d.motion_length, frozen_text_video=args.stage == "t2m")
+    tokens = d.max_text_seq_length + video_tokens + d.motion_length
+    achieved = flops.train * args.batch / masked
+    peak = _peak(device)
+    result = {
+        "benchmark": "train_step",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "gpus": info.world_size,
+        "torch": torch.__version__,
+        "config": args.config,
+        "stage": args.stage,
+        "batch_per_gpu": args.batch,
+        "tokens_per_sample": tokens,
+        "activation_checkpointing": not args.no_ac,
+        "compile": args.compile,
+        "mask_backend": args.backend,
+        "step_time_s": round(masked, 4),
+        "tokens_per_s_per_gpu": round(tokens * args.batch / masked, 1),
+        "model_tflops_per_step_per_gpu": round(flops.train * args.batch / 1e12, 2),
+        "achieved_tflops_per_gpu": round(achieved / 1e12, 1),
+        "mfu": round(achieved / peak, 4) if peak else None,
+        "peak_memory_gib": round(peak_mem, 2) if peak_mem is not None else None,
+        "step_time_unmasked_s": round(unmasked, 4) if unmasked else None,
+        "mask_overhead": round(masked / unmasked, 4) if unmasked else None,
+    }
+    if info.is_main:
+        print(json.dumps(result))
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
