@@ -129,15 +129,16 @@ def forward_kinematics(local_rotations, offsets, root_position):
     return np.stack(pos, axis=-2), np.stack(rots, axis=-3)
 
 
+def _transpose(R):
+    return R.transpose(-1, -2) if isinstance(R, torch.Tensor) else np.swapaxes(R, -1, -2)
+
+
 def local_rotations_from_world(rotations):
     """World rotations (..., 23, 3, 3) -> local rotations relative to the parent (pelvis: world)."""
     if rotations.shape[-3:] != (NUM_SEGMENTS, 3, 3):
         raise ValueError(f"rotations must have shape (..., {NUM_SEGMENTS}, 3, 3), got {tuple(rotations.shape)}")
-    parent_idx = [max(p, 0) for p in PARENTS]
-    parents = rotations[..., parent_idx, :, :]
-    local = parents.swapaxes(-1, -2) @ rotations if not isinstance(rotations, torch.Tensor) else (
-        parents.transpose(-1, -2) @ rotations
-    )
+    parents = rotations[..., [max(p, 0) for p in PARENTS], :, :]
+    local = _transpose(parents) @ rotations
     local[..., PELVIS, :, :] = rotations[..., PELVIS, :, :]
     return local
 
@@ -146,8 +147,6 @@ def bone_offsets_from_pose(positions, rotations):
     """Bone offsets (..., 23, 3) implied by a posed skeleton (world positions and rotations)."""
     parent_idx = [max(p, 0) for p in PARENTS]
     delta = positions - positions[..., parent_idx, :]
-    rp = rotations[..., parent_idx, :, :]
-    rpt = rp.transpose(-1, -2) if isinstance(rp, torch.Tensor) else rp.swapaxes(-1, -2)
-    offsets = (rpt @ delta[..., None])[..., 0]
+    offsets = (_transpose(rotations[..., parent_idx, :, :]) @ delta[..., None])[..., 0]
     offsets[..., PELVIS, :] = 0.0
     return offsets
