@@ -21,6 +21,9 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "curation",
+    "evaluate",
+    "hand_classifier",
 )
 """Modules under `egotwin_bench.commands` whose `register(app)` adds their command(s)."""
 

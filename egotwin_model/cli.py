@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "train", "sample",
 )
 """Modules under `egotwin_model.commands` whose `register(app)` adds their command(s)."""
 

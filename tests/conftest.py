@@ -12,6 +12,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 
 pytest_plugins: list[str] = [
+    "tests.fixtures_dataset",
+    "tests.fixtures_networks",
+    "tests.fixtures_evaluate",
+    "tests.fixtures_model",
 ]
 
 

@@ -1,0 +1,95 @@
+"""Curation throughput: clips/s and pipeline wall time / pure decode time, 1 and 2 workers.
+
+    python benchmarks/curation_throughput.py [--data NYMERIA_ROOT] [--keep DIR]
+
+Without --data it first writes a synthetic dataset (`egotwin-bench make-synthetic`). The
+reference is the time to only decode (PyAV / VRS reader) the same RGB frames the pipeline
+uses, sequentially in one process; the goal is pipeline / decode <= 1.3 for one worker.
+Ray start-up is timed separately and not part of the pipeline times (it is paid once per
+run, not per sequence). Prints ONE JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+
+def decode_seconds(data: Path, dataset: Path) -> tuple[float, int]:
+    """Time to decode exactly the RGB frames the built clips use, per sequence, in order."""
+    from egotwin_bench.curation.sequence import video_frame_indices
+    from egotwin_bench.nymeria.layout import find_sequences, open_sequence
+    from egotwin_bench.nymeria.rgb import open_rgb_stream
+
+    manifest = pq.read_table(dataset / "manifest.parquet", columns=["sequence_id", "t0_timecode_ns"]).to_pylist()
+    by_seq: dict[str, list[int]] = {}
+    for r in manifest:
+        by_seq.setdefault(r["sequence_id"], []).append(r["t0_timecode_ns"])
+    total, frames = 0.0, 0
+    for d in find_sequences(data):
+        seq = open_sequence(d)
+        if seq.sequence_id not in by_seq:
+            continue
+        t = time.perf_counter()
+        rgb = open_rgb_stream(seq)
+        idx = sorted({int(i) for t0 in by_seq[seq.sequence_id] for i in video_frame_indices(rgb, t0)[0]})
+        for _ in rgb.iter_frames(idx):
+            frames += 1
+        total += time.perf_counter() - t
+    return total, frames
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help="Nymeria-format root (default: make a synthetic one)")
+    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temp dir)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    import ray
+
+    from egotwin_bench.curation.config import CurationConfig
+    from egotwin_bench.curation.pipeline import build_dataset
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="curation_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = args.data
+    if data is None:
+        data = work / "nymeria"
+        if not data.exists():
+            subprocess.run([sys.executable, "-m", "egotwin_bench.cli", "make-synthetic", "--out", str(data)], check=True,
+                           stdout=subprocess.DEVNULL)
+    t = time.perf_counter()
+    ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)
+    ray_init_s = time.perf_counter() - t
+    result: dict = {"benchmark": "curation_throughput", "data": str(data), "ray_init_s": round(ray_init_s, 2)}
+    dataset = None
+    for w in args.workers:
+        out = work / f"out_w{w}"
+        t = time.perf_counter()
+        card = build_dataset(data, out, CurationConfig(), workers=w, engine="ray")
+        wall = time.perf_counter() - t
+        clips = card["clips"]["total"]
+        result[f"w{w}_wall_s"] = round(wall, 2)
+        result[f"w{w}_clips_per_s"] = round(clips / wall, 3)
+        result["clips"] = clips
+        dataset = out
+    ray.shutdown()
+    decode_s, frames = decode_seconds(data, dataset)
+    result["decode_s"] = round(decode_s, 2)
+    result["decoded_frames"] = frames
+    for w in args.workers:
+        result[f"w{w}_ratio_to_decode"] = round(result[f"w{w}_wall_s"] / decode_s, 3)
+    result["goal"] = "w1_ratio_to_decode <= 1.3"
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Dataset card: `dataset_card.json` (machine-readable) + `dataset_card.md` (for people)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+
+from egotwin_bench.constants import CLIP_SECONDS
+
+
+def card_dict(reports: list[dict], splits: dict[str, list[str]], config: dict, version: str) -> dict:
+    """Counts per split, hours, skip reasons, per-clip drop reasons, alignment residuals."""
+    ok = [r for r in reports if r["status"] == "ok"]
+    skipped = Counter(r["reason"].split(":", 1)[0] for r in reports if r["status"] != "ok")
+    drops: Counter = Counter()
+    for r in reports:
+        drops.update(r.get("drops") or {})
+    res_m = [r["alignment"]["residual_m"] for r in reports if r.get("alignment")]
+    res_deg = [r["alignment"]["residual_deg"] for r in reports if r.get("alignment")]
+
+    def stats(x: list[float]) -> dict:
+        if not x:
+            return {}
+        a = np.asarray(x)
+        return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "max": float(a.max())}
+
+    return {
+        "toolkit_version": version,
+        "sequences": {"total": len(reports), "ok": len(ok), "skipped": len(reports) - len(ok)},
+        "clips": {k: len(v) for k, v in splits.items()} | {"total": sum(len(v) for v in splits.values())},
+        "hours": {k: len(v) * CLIP_SECONDS / 3600 for k, v in splits.items()},
+        "subjects": {k: sorted({r["subject_id"] for r in ok if r["split"] == k}) for k in splits},
+        "locations": {k: sorted({r["location_id"] for r in ok if r["split"] == k}) for k in splits},
+        "skip_reasons": dict(sorted(skipped.items())),
+        "drop_reasons": dict(sorted(drops.items())),
+        "alignment_residual_m": stats(res_m),
+        "alignment_residual_deg": stats(res_deg),
+        "per_sequence": [
+            {k: r.get(k) for k in ("sequence_id", "split", "status", "reason", "clips")}
+            | {"residual_m": (r.get("alignment") or {}).get("residual_m"),
+               "residual_deg": (r.get("alignment") or {}).get("residual_deg")}
+            for r in reports
+        ],
+        "config": config,
+    }
+
+
+def card_markdown(card: dict) -> str:
+    lines = [
+        "# EgoTwin clips — dataset card",
+        "",
+        f"Built with egotwin {card['toolkit_version']}. Clips are 5 s: 41 frames of 480x480 undistorted "
+        "upright pinhole video at 8 FPS, 81 frames of Xsens motion (23 segments) at 16 FPS, one narration.",
+        "",
+        "| split | clips | hours | subjects | locations |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for k in ("train", "val", "test"):
+        lines.append(f"| {k} | {card['clips'].get(k, 0)} | {card['hours'].get(k, 0.0):.3f} | "
+                     f"{len(card['subjects'].get(k, []))} | {len(card['locations'].get(k, []))} |")
+    s = card["sequences"]
+    lines += ["", f"Sequences: {s['total']} read, {s['ok']} curated, {s['skipped']} skipped.", "",
+              "## Skipped sequences by reason", ""]
+    lines += [f"- `{k}`: {v}" for k, v in card["skip_reasons"].items()] or ["- none"]
+    lines += ["", "## Dropped clip candidates by reason", ""]
+    lines += [f"- `{k}`: {v}" for k, v in card["drop_reasons"].items()] or ["- none"]
+    m, d = card["alignment_residual_m"], card["alignment_residual_deg"]
+    if m:
+        lines += ["", "## Hand-eye alignment residual (RMS per sequence)", "",
+                  f"- translation: median {m['median'] * 100:.2f} cm, p90 {m['p90'] * 100:.2f} cm, max {m['max'] * 100:.2f} cm",
+                  f"- rotation: median {d['median']:.2f}°, p90 {d['p90']:.2f}°, max {d['max']:.2f}°"]
+    lines += ["", "## Sequences", "", "| sequence | split | status | clips | reason |", "|---|---|---|---:|---|"]
+    for r in card["per_sequence"]:
+        lines.append(f"| {r['sequence_id']} | {r['split'] or ''} | {r['status']} | {r['clips']} | {r['reason'] or ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_card(out_dir, card: dict) -> None:
+    from egotwin_bench.curation.shards import atomic_write_text
+
+    atomic_write_text(json.dumps(card, indent=2), out_dir / "dataset_card.json")
+    atomic_write_text(card_markdown(card), out_dir / "dataset_card.md")

@@ -1,0 +1,311 @@
+"""One Nymeria sequence -> clip rows + a report (the unit of work of the pipeline).
+
+`curate_sequence` never raises for bad data: every fault ends as ``status="skipped"`` with a
+reason ``"<code>: <detail>"`` (codes in `SKIP_CODES`), and per-clip filters are counted in
+``drops``. Steps: read (layout, Xsens with repairs, MPS, RGB, narration) -> common time span
+-> hand-eye alignment (reject above the residual threshold) -> clip windows -> per clip:
+motion resampled to 16 FPS, camera poses, hand visibility, filters -> one ordered decoding
+pass over the needed RGB frames, undistorted with the cached table -> H.264 -> rows.
+
+Camera poses: ``T_xworld_camera = Y · T_mworld_device(t) · T_device_camera`` with Y from the
+hand-eye solve, the MPS pose interpolated at the *capture time of the RGB frame shown* (the
+nearest frame to the clip's 8 FPS grid; its offset is bounded by `max_frame_offset_s`), and
+``T_device_camera`` the upright pinhole camera. ``T_head_camera = X · T_device_camera``.
+Hand visibility follows the paper's "visible from the head in motion": the camera is the
+motion's head pose (frame 2k) times ``T_head_camera``, the hands are the motion's hand
+segments.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from egotwin_bench.constants import MOTION_FPS, MOTION_FRAMES, VIDEO_FPS, VIDEO_FRAMES
+from egotwin_bench.curation.alignment import AlignmentError, HandEyeResult, solve_hand_eye
+from egotwin_bench.curation.config import CurationConfig
+from egotwin_bench.curation.shards import atomic_write_table, rows_to_table
+from egotwin_bench.curation.trajectory import interpolate_poses, max_gap_ns
+from egotwin_bench.curation.undistort import RemapTable, remap_table, undistort
+from egotwin_bench.curation.video import encode_mp4
+from egotwin_bench.curation.visibility import hand_visibility
+from egotwin_bench.curation.windows import ClipWindow, clip_windows
+from egotwin_bench.geometry import make_transform
+from egotwin_bench.motion.resample import frame_times_ns, resample
+from egotwin_bench.nymeria import layout as L
+from egotwin_bench.nymeria.clock import ClockError
+from egotwin_bench.nymeria.mps import Trajectory, TrajectoryError, load_closed_loop_trajectory
+from egotwin_bench.nymeria.narration import NarrationError, read_narration_csv, resolve_to_timecode
+from egotwin_bench.nymeria.rgb import RgbError, RgbStream, open_rgb_stream
+from egotwin_bench.nymeria.xsens import XsensError, XsensMotion, load_xsens
+from egotwin_bench.skeleton import HANDS, HEAD
+
+SKIP_CODES: dict[str, str] = {
+    "bad_metadata": "metadata.json missing or unreadable",
+    "missing_data": "a required file is missing or the streams do not overlap in time",
+    "xsens": "body/xdata.npz unreadable or its timestamps beyond repair",
+    "trajectory": "MPS closed-loop trajectory unreadable",
+    "rgb": "RGB stream / calibration / clock unreadable",
+    "no_narration": "no narration file or no usable narration rows",
+    "alignment": "hand-eye problem degenerate",
+    "alignment_residual": "hand-eye residual above the threshold",
+    "no_clips": "every candidate clip was filtered out (see drops)",
+}
+DROP_CODES: tuple[str, ...] = (
+    "empty_text", "narration_too_short", "overlap", "outside_data", "rgb_frame_missing",
+    "trajectory_gap", "trajectory_quality", "nan", "static_clip", "undistortion",
+)
+
+
+class Skip(Exception):
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+
+
+@dataclass
+class SequenceReport:
+    sequence_id: str
+    subject_id: str = "unknown"
+    location_id: str = "unknown"
+    split: str | None = None
+    status: str = "ok"
+    reason: str | None = None
+    clips: int = 0
+    clip_ids: list[str] = field(default_factory=list)
+    drops: dict[str, int] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)
+    alignment: dict | None = None
+    rgb_source: str | None = None
+    decoded_frames: int = 0
+    seconds: float = 0.0
+    config_fingerprint: str = ""
+
+
+@dataclass
+class _PlannedClip:
+    window: ClipWindow
+    positions: np.ndarray
+    rotations: np.ndarray
+    camera_poses: np.ndarray
+    frame_indices: np.ndarray
+    hand_visible: np.ndarray
+    flags: list[str]
+    frames: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def shard_path(out_dir: Path, sequence_id: str) -> Path:
+    return Path(out_dir) / "shards" / f"clips-{sequence_id}.parquet"
+
+
+def clip_id(sequence_id: str, t0_ns: int) -> str:
+    return f"{sequence_id}__{t0_ns // 1_000_000}"
+
+
+def _common_span(xsens: XsensMotion, traj: Trajectory, rgb: RgbStream) -> tuple[int, int]:
+    to_tc = rgb.clock.device_to_timecode
+    starts = [xsens.timestamps_ns[0], to_tc(traj.timestamps_ns[:1])[0], to_tc(rgb.device_times_ns[:1])[0]]
+    ends = [xsens.timestamps_ns[-1], to_tc(traj.timestamps_ns[-1:])[0], to_tc(rgb.device_times_ns[-1:])[0]]
+    return int(max(starts)), int(min(ends))
+
+
+def align(xsens: XsensMotion, traj: Trajectory, rgb: RgbStream, span: tuple[int, int], config: CurationConfig) -> HandEyeResult:
+    """Hand-eye solve on head/device poses sampled at `alignment.sample_hz` over `span`."""
+    hz = config.alignment.sample_hz
+    n = int((span[1] - span[0]) * hz // 1e9) + 1
+    if n < config.alignment.min_samples:
+        raise Skip("missing_data", f"only {(span[1] - span[0]) / 1e9:.1f} s where Xsens, MPS and RGB overlap")
+    t = frame_times_ns(span[0], hz, n)
+    dev = rgb.clock.timecode_to_device(t)
+    i = np.clip(np.searchsorted(traj.timestamps_ns, dev), 1, len(traj) - 1)
+    local_gap = traj.timestamps_ns[i] - traj.timestamps_ns[i - 1]
+    ok = local_gap <= config.filters.max_trajectory_gap_s * 1e9
+    if ok.sum() < config.alignment.min_samples:
+        raise Skip("trajectory", "the MPS trajectory has gaps over nearly the whole sequence")
+    p, R = resample(xsens.positions, xsens.rotations, xsens.timestamps_ns, hz, span[0], n)
+    A = make_transform(R[ok, HEAD], p[ok, HEAD])
+    B = interpolate_poses(traj.timestamps_ns, traj.T_world_device, dev[ok])
+    try:
+        return solve_hand_eye(A, B, config.alignment)
+    except AlignmentError as exc:
+        raise Skip("alignment", str(exc)) from exc
+
+
+def video_frame_indices(rgb: RgbStream, t0_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """RGB frame nearest to each of the clip's 41 video times -> (indices (41,), target device times (41,))."""
+    dev = rgb.clock.timecode_to_device(frame_times_ns(t0_ns, VIDEO_FPS, VIDEO_FRAMES))
+    times = rgb.device_times_ns
+    j = np.clip(np.searchsorted(times, dev), 1, len(times) - 1)
+    return np.where(np.abs(times[j - 1] - dev) <= np.abs(times[j] - dev), j - 1, j), dev
+
+
+def _plan_clip(
+    w: ClipWindow, xsens: XsensMotion, traj: Trajectory, rgb: RgbStream, he: HandEyeResult,
+    table: RemapTable, T_head_camera: np.ndarray, frame_tol_ns: int, config: CurationConfig,
+    base_flags: list[str],
+) -> _PlannedClip | str:
+    """Everything of a clip but its pixels, or the drop code."""
+    f = config.filters
+    idx, dev = video_frame_indices(rgb, w.t0_ns)
+    cap = rgb.device_times_ns[idx]
+    offset = np.abs(cap - dev)
+    if offset.max() > frame_tol_ns or np.unique(idx).size < VIDEO_FRAMES:
+        return "rgb_frame_missing"
+    if max_gap_ns(traj.timestamps_ns, int(min(cap[0], dev[0])), int(max(cap[-1], dev[-1]))) > f.max_trajectory_gap_s * 1e9:
+        return "trajectory_gap"
+    if f.min_trajectory_quality > 0:
+        lo, hi = np.searchsorted(traj.timestamps_ns, [cap[0], cap[-1]])
+        if np.nanmin(traj.quality[max(lo - 1, 0) : hi + 1]) < f.min_trajectory_quality:
+            return "trajectory_quality"
+    positions, rotations = resample(xsens.positions, xsens.rotations, xsens.timestamps_ns, MOTION_FPS, w.t0_ns, MOTION_FRAMES)
+    T_mworld_device = interpolate_poses(traj.timestamps_ns, traj.T_world_device, cap)
+    camera_poses = he.T_xworld_mworld @ T_mworld_device @ table.T_device_camera
+    if not (np.isfinite(positions).all() and np.isfinite(rotations).all() and np.isfinite(camera_poses).all()):
+        return "nan"
+    if np.linalg.norm(positions - positions[:1], axis=-1).max() < f.static_max_displacement_m:
+        return "static_clip"
+    head = make_transform(rotations[::2, HEAD], positions[::2, HEAD])
+    visible = hand_visibility(positions[::2, list(HANDS)], head @ T_head_camera, table.K, config.view.size)
+    flags = list(base_flags)
+    if offset.max() > 0.5 * 1e9 / VIDEO_FPS / 4:
+        flags.append(f"video_frame_offset_ms={offset.max() / 1e6:.1f}")
+    return _PlannedClip(w, positions, rotations, camera_poses, idx, visible, flags)
+
+
+def curate_sequence(seq_dir: str | Path, out_dir: str | Path, config: CurationConfig, split: str | None) -> SequenceReport:
+    """Curate one sequence; writes `shards/clips-<id>.parquet` atomically and returns its report."""
+    t_start = time.perf_counter()
+    seq_dir, out_dir = Path(seq_dir), Path(out_dir)
+    report = SequenceReport(sequence_id=seq_dir.name, split=split, config_fingerprint=config.fingerprint())
+    try:
+        _curate(seq_dir, out_dir, config, report)
+    except Skip as skip:
+        report.status, report.reason, report.clips, report.clip_ids = "skipped", str(skip), 0, []
+    report.seconds = round(time.perf_counter() - t_start, 3)
+    return report
+
+
+def _curate(seq_dir: Path, out_dir: Path, config: CurationConfig, report: SequenceReport) -> None:
+    try:
+        seq = L.open_sequence(seq_dir)
+    except L.LayoutError as exc:
+        raise Skip("bad_metadata", str(exc)) from exc
+    report.sequence_id, report.subject_id, report.location_id = seq.sequence_id, seq.subject_id, seq.location_id
+    missing = seq.missing()
+    if missing:
+        raise Skip("missing_data", "missing " + ", ".join(missing))
+    narration_path = seq.narration_csv(config.windows.narration_file)
+    if not narration_path.is_file():
+        raise Skip("no_narration", f"no {narration_path.relative_to(seq_dir)}")
+    try:
+        xsens = load_xsens(seq.path(L.XDATA))
+    except XsensError as exc:
+        raise Skip("xsens", str(exc)) from exc
+    report.repairs = list(xsens.repairs)
+    try:
+        traj = load_closed_loop_trajectory(seq.path(L.CLOSED_LOOP))
+    except (TrajectoryError, RuntimeError) as exc:
+        raise Skip("trajectory", str(exc)) from exc
+    try:
+        rgb = open_rgb_stream(seq, config.rgb_source)
+    except (RgbError, ClockError, OSError, ValueError, RuntimeError) as exc:
+        raise Skip("rgb", f"{type(exc).__name__}: {exc}") from exc
+    report.rgb_source = rgb.source
+    span = _common_span(xsens, traj, rgb)
+    if span[1] <= span[0]:
+        raise Skip("missing_data", "Xsens, MPS trajectory and RGB frames do not overlap in time")
+    try:
+        narration = resolve_to_timecode(read_narration_csv(narration_path), span, rgb.clock.device_to_timecode)
+    except NarrationError as exc:
+        raise Skip("no_narration", str(exc)) from exc
+    if len(narration) == 0:
+        raise Skip("no_narration", f"{narration_path.name} has no usable rows")
+    if config.windows.text_column not in narration.columns:
+        raise Skip("no_narration", f"{narration_path.name} lacks column '{config.windows.text_column}'")
+
+    he = align(xsens, traj, rgb, span, config)
+    report.alignment = {
+        "residual_m": he.residual_m, "residual_deg": he.residual_deg, "samples": he.num_samples,
+        "T_head_device": he.T_head_device.tolist(), "T_xworld_mworld": he.T_xworld_mworld.tolist(),
+    }
+    a = config.alignment
+    if he.residual_m > a.max_residual_m or he.residual_deg > a.max_residual_deg:
+        raise Skip("alignment_residual", f"{he.residual_m:.3f} m / {he.residual_deg:.2f} deg exceeds "
+                   f"{a.max_residual_m} m / {a.max_residual_deg} deg")
+
+    try:
+        table = remap_table(rgb.calibration, config.view)
+    except (RuntimeError, ValueError) as exc:
+        raise Skip("rgb", f"calibration unusable for undistortion: {exc}") from exc
+    T_head_camera = he.T_head_device @ table.T_device_camera
+    windows, drops = clip_windows(narration, span, config.windows)
+    frame_tol = config.filters.max_frame_offset_s
+    frame_tol_ns = int(frame_tol * 1e9) if frame_tol is not None else int(np.median(np.diff(rgb.device_times_ns)) / 2 + 2e6)
+    base_flags = ["xsens_repaired"] if xsens.repairs else []
+    planned: list[_PlannedClip] = []
+    for w in windows:
+        plan = _plan_clip(w, xsens, traj, rgb, he, table, T_head_camera, frame_tol_ns, config, base_flags)
+        if isinstance(plan, str):
+            drops[plan] += 1
+        else:
+            planned.append(plan)
+    report.drops = dict(sorted(drops.items()))
+    if not planned:
+        raise Skip("no_clips", f"{len(windows)} windows, all dropped: {report.drops}")
+
+    rows = _render(seq, planned, rgb, table, he, T_head_camera, config, report)
+    atomic_write_table(rows_to_table(rows), shard_path(out_dir, seq.sequence_id))
+    report.clips = len(rows)
+    report.clip_ids = [r["clip_id"] for r in rows]
+
+
+def _render(seq, planned, rgb, table, he, T_head_camera, config, report) -> list[dict]:
+    """Decode each needed frame once, in order; undistort; encode clips as they complete."""
+    text_source = f"{config.windows.narration_file}:{config.windows.text_column}"
+    users: dict[int, list[tuple[_PlannedClip, int]]] = {}
+    for clip in planned:
+        for slot, i in enumerate(clip.frame_indices):
+            users.setdefault(int(i), []).append((clip, slot))
+    done: dict[int, Future] = {}
+    # Encoding (x264, releases the GIL) runs in a helper thread while the next frames decode.
+    with ThreadPoolExecutor(max_workers=1) as encoder:
+        for i, raw in rgb.iter_frames(sorted(users)):
+            frame = undistort(raw, table)
+            report.decoded_frames += 1
+            for clip, slot in users[i]:
+                clip.frames[slot] = frame
+                if len(clip.frames) == VIDEO_FRAMES:
+                    done[id(clip)] = encoder.submit(_row, seq, clip, table, he, T_head_camera, report.split, text_source)
+        missing = [c for c in planned if id(c) not in done]
+        if missing:
+            raise Skip("rgb", f"the video ended early: {len(missing)} clips lack frames")
+        return [done[id(c)].result() for c in planned]
+
+
+def _row(seq, clip: _PlannedClip, table: RemapTable, he: HandEyeResult, T_head_camera, split, text_source: str) -> dict:
+    video = np.stack([clip.frames[k] for k in range(VIDEO_FRAMES)])
+    clip.frames = {}
+    return {
+        "clip_id": clip_id(seq.sequence_id, clip.window.t0_ns),
+        "sequence_id": seq.sequence_id,
+        "subject_id": seq.subject_id,
+        "location_id": seq.location_id,
+        "split": split or "",
+        "t0_timecode_ns": int(clip.window.t0_ns),
+        "text": clip.window.text,
+        "text_source": text_source,
+        "video_mp4": encode_mp4(video),
+        "motion_positions": clip.positions,
+        "motion_rotations": clip.rotations,
+        "camera_poses": clip.camera_poses,
+        "intrinsics": table.K,
+        "T_head_camera": T_head_camera,
+        "hand_visible": clip.hand_visible.astype(np.uint8),
+        "alignment_residual_m": he.residual_m,
+        "alignment_residual_deg": he.residual_deg,
+        "quality_flags": clip.flags,
+    }

@@ -1,0 +1,118 @@
+"""Clip Parquet schema (docs/data_format.md) and atomic shard writing / reading.
+
+Array columns are ``fixed_size_list<float32>`` (hand_visible: ``<uint8>``) flattened in C order;
+their shapes are in `ARRAY_SHAPES` and in each file's schema metadata (key ``egotwin.shapes``),
+so plain pyarrow / polars / `ray.data.read_parquet` read the shards without custom code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from egotwin_bench.constants import MOTION_FRAMES, NUM_JOINTS, VIDEO_FRAMES
+
+SCHEMA_VERSION = "egotwin-clips/1"
+
+ARRAY_SHAPES: dict[str, tuple[int, ...]] = {
+    "motion_positions": (MOTION_FRAMES, NUM_JOINTS, 3),
+    "motion_rotations": (MOTION_FRAMES, NUM_JOINTS, 3, 3),
+    "camera_poses": (VIDEO_FRAMES, 4, 4),
+    "intrinsics": (3, 3),
+    "T_head_camera": (4, 4),
+    "hand_visible": (VIDEO_FRAMES, 2),
+}
+HEAVY_COLUMNS: tuple[str, ...] = ("video_mp4", "motion_positions", "motion_rotations", "camera_poses")
+"""Columns left out of `manifest.parquet`."""
+
+
+def _fixed(dtype: pa.DataType, shape: tuple[int, ...]) -> pa.DataType:
+    return pa.list_(dtype, int(np.prod(shape)))
+
+
+def clip_schema() -> pa.Schema:
+    fields = [
+        pa.field("clip_id", pa.string()),
+        pa.field("sequence_id", pa.string()),
+        pa.field("subject_id", pa.string()),
+        pa.field("location_id", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("t0_timecode_ns", pa.int64()),
+        pa.field("text", pa.string()),
+        pa.field("text_source", pa.string()),
+        pa.field("video_mp4", pa.binary()),
+    ]
+    for name, shape in ARRAY_SHAPES.items():
+        fields.append(pa.field(name, _fixed(pa.uint8() if name == "hand_visible" else pa.float32(), shape)))
+    fields += [
+        pa.field("alignment_residual_m", pa.float32()),
+        pa.field("alignment_residual_deg", pa.float32()),
+        pa.field("quality_flags", pa.list_(pa.string())),
+    ]
+    meta = {"egotwin.schema": SCHEMA_VERSION, "egotwin.shapes": json.dumps({k: list(v) for k, v in ARRAY_SHAPES.items()})}
+    return pa.schema(fields, metadata=meta)
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Clip dicts (arrays as NumPy of the shapes in ARRAY_SHAPES) -> Arrow table of `clip_schema`."""
+    schema = clip_schema()
+    columns = {}
+    for f in schema:
+        values = [r[f.name] for r in rows]
+        if f.name in ARRAY_SHAPES:
+            shape = ARRAY_SHAPES[f.name]
+            np_dtype = np.uint8 if f.name == "hand_visible" else np.float32
+            flat = np.stack([np.asarray(v, dtype=np_dtype).reshape(shape) for v in values]).reshape(len(rows), -1) \
+                if rows else np.zeros((0, int(np.prod(shape))), np_dtype)
+            columns[f.name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), int(np.prod(shape)))
+        else:
+            columns[f.name] = pa.array(values, type=f.type)
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def column_array(table: pa.Table, name: str) -> np.ndarray:
+    """A fixed-size-list column -> (rows, *shape) NumPy array."""
+    col = table.column(name).combine_chunks()
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(table), *ARRAY_SHAPES[name])
+
+
+def atomic_write_table(table: pa.Table, path: str | Path, row_group_size: int = 16) -> None:
+    """Write Parquet to a temp file next to `path`, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """Same for a small text/JSON file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_shards(paths: Iterable[str | Path], columns: list[str] | None = None) -> pa.Table:
+    tables = [pq.read_table(p, columns=columns) for p in paths]
+    if not tables:
+        schema = clip_schema()
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+        return schema.empty_table()
+    return pa.concat_tables(tables)

@@ -1,0 +1,117 @@
+"""Aria fisheye RGB -> upright 480x480 pinhole frames with a cached `cv2.remap` table.
+
+The output camera is projectaria_tools' linear calibration of `size` px with focal length
+`focal_px`, sharing the raw camera's ``T_device_camera``, rotated 90° clockwise with
+`rotate_camera_calib_cw90deg` (the raw Aria image lies on its side; ``np.rot90(raw, k=3)``
+is upright). Its pixel centres are at integer coordinates, principal point
+``((size - 1) / 2, (size - 1) / 2)`` — exactly what ``intrinsics`` returns and what every clip
+stores.
+
+Default focal length: 240 px for 480 px, i.e. a 90° horizontal and vertical field of view —
+inside the Aria RGB fisheye's ~110° everywhere (no black corners), and the same for every
+clip so the generator sees one camera.
+
+The table maps every output pixel to raw-sensor coordinates: rays from the pinhole (exact
+``K^-1``), rotated into the raw camera frame, projected through the FISHEYE624 model with the
+calibration's own `project`. Building it costs ~1 s per calibration; `remap_table` caches it
+per calibration content, so a sequence pays it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from egotwin_bench.constants import VIDEO_SIZE
+
+DEFAULT_FOCAL_PX: float = 240.0
+"""Pinhole focal length of the VIDEO_SIZE x VIDEO_SIZE upright view (90° field of view)."""
+
+
+@dataclass(frozen=True)
+class PinholeView:
+    size: int = VIDEO_SIZE
+    focal_px: float = DEFAULT_FOCAL_PX
+
+
+@dataclass(frozen=True)
+class RemapTable:
+    map_x: np.ndarray
+    """(size, size) float32 raw-image x of each output pixel (cv2.remap convention)."""
+    map_y: np.ndarray
+    K: np.ndarray
+    """(3, 3) pinhole intrinsics of the output."""
+    T_device_camera: np.ndarray
+    """(4, 4) the upright output camera in the Aria device frame (OpenCV axes)."""
+    valid_fraction: float
+    """Share of output pixels that see inside the fisheye's valid area."""
+
+
+def _linear_upright(calibration, view: PinholeView):
+    from projectaria_tools.core.calibration import get_linear_camera_calibration, rotate_camera_calib_cw90deg
+
+    linear = get_linear_camera_calibration(
+        view.size, view.size, view.focal_px, calibration.get_label(), calibration.get_transform_device_camera()
+    )
+    return rotate_camera_calib_cw90deg(linear)
+
+
+def calibration_key(calibration, view: PinholeView) -> str:
+    """Content hash of a camera calibration + output view (cache key)."""
+    h = hashlib.sha256()
+    h.update(str(calibration.get_model_name()).encode())
+    h.update(np.asarray(calibration.get_projection_params(), dtype=np.float64).tobytes())
+    h.update(np.asarray(calibration.get_transform_device_camera().to_matrix(), dtype=np.float64).tobytes())
+    h.update(np.asarray(calibration.get_image_size(), dtype=np.int64).tobytes())
+    h.update(f"{view.size}/{view.focal_px}".encode())
+    return h.hexdigest()
+
+
+def build_remap_table(calibration, view: PinholeView = PinholeView()) -> RemapTable:
+    """Per-pixel table from the upright pinhole view to the raw fisheye image."""
+    upright = _linear_upright(calibration, view)
+    fx, fy = upright.get_focal_lengths()
+    cx, cy = upright.get_principal_point()
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    T_dev_up = upright.get_transform_device_camera().to_matrix()
+    T_dev_raw = calibration.get_transform_device_camera().to_matrix()
+    R_raw_up = T_dev_raw[:3, :3].T @ T_dev_up[:3, :3]
+    u, v = np.meshgrid(np.arange(view.size, dtype=np.float64), np.arange(view.size, dtype=np.float64))
+    rays = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], axis=-1).reshape(-1, 3) @ R_raw_up.T
+    w, h = calibration.get_image_size()
+    out = np.full((rays.shape[0], 2), -1.0)
+    for k, ray in enumerate(rays):
+        p = calibration.project(ray)  # None outside the valid radius / field of view
+        if p is not None:
+            out[k] = p
+    inside = (out[:, 0] >= 0) & (out[:, 1] >= 0) & (out[:, 0] <= w - 1) & (out[:, 1] <= h - 1)
+    out[~inside] = -1.0
+    grid = out.reshape(view.size, view.size, 2).astype(np.float32)
+    return RemapTable(grid[..., 0].copy(), grid[..., 1].copy(), K, T_dev_up, float(inside.mean()))
+
+
+_CACHE: "OrderedDict[str, RemapTable]" = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def remap_table(calibration, view: PinholeView = PinholeView()) -> RemapTable:
+    """`build_remap_table`, memoised per calibration content (a small per-process LRU)."""
+    key = calibration_key(calibration, view)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    table = build_remap_table(calibration, view)
+    _CACHE[key] = table
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return table
+
+
+def undistort(raw: np.ndarray, table: RemapTable) -> np.ndarray:
+    """(H, W, 3) uint8 raw fisheye frame -> (size, size, 3) uint8 upright pinhole frame."""
+    return cv2.remap(raw, table.map_x, table.map_y, interpolation=cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)

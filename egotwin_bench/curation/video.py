@@ -1,0 +1,47 @@
+"""Clip videos as in-memory H.264 MP4 bytes (PyAV), and back."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import numpy as np
+
+from egotwin_bench.constants import VIDEO_FPS
+
+CRF: int = 18
+"""x264 constant rate factor of stored clips (visually lossless; ~0.5-1 MB per clip)."""
+
+
+def encode_mp4(frames: np.ndarray, fps: int = VIDEO_FPS, crf: int = CRF) -> bytes:
+    """(T, H, W, 3) uint8 RGB -> H.264 MP4 bytes (yuv420p, every frame kept, fixed fps)."""
+    import av
+
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape}")
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        stream.options = {"crf": str(crf), "preset": "veryfast", "tune": "film"}
+        stream.thread_count = 1
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts = i
+            container.mux(stream.encode(vf))
+        container.mux(stream.encode())
+    return buf.getvalue()
+
+
+def decode_mp4(data: bytes) -> np.ndarray:
+    """MP4 bytes -> (T, H, W, 3) uint8 RGB."""
+    import av
+
+    with av.open(io.BytesIO(data), mode="r") as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not frames:
+        raise ValueError("the MP4 holds no video frames")
+    return np.stack(frames)

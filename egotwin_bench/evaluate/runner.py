@@ -1,0 +1,265 @@
+"""`egotwin-bench evaluate`: validate submissions, run every available metric provider, write results.
+
+Providers come from `build_providers(options)`: the video/motion quality providers (imported
+lazily from ``egotwin_bench.metrics.video_quality`` / ``motion_quality``, each module exposing
+``make_provider(options) -> MetricProvider``) and the view / hand consistency providers. A provider
+that cannot run (missing weights, missing module) is skipped with its reason recorded in
+``leaderboard.md``; its columns are absent from ``leaderboard.csv``, never placeholders.
+
+Per-clip work is cached by content hash in ``<out>/cache`` (or ``--cache-dir``), so evaluating one
+more submission costs only its own clips and an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from egotwin_bench import __version__
+from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider
+from egotwin_bench.evaluate.reference import ReferenceClip, load_clips, reference_name
+from egotwin_bench.evaluate.submission import (
+    SUBMISSION_FILE,
+    SubmissionMeta,
+    ValidationReport,
+    content_hash,
+    read_motion,
+    validate_submission,
+)
+
+QUALITY_MODULES: tuple[str, ...] = ("egotwin_bench.metrics.video_quality", "egotwin_bench.metrics.motion_quality")
+
+
+@dataclass
+class EvaluateOptions:
+    """Everything `evaluate` needs; the CLI flags map one to one onto these fields."""
+
+    reference: Path
+    out: Path
+    split: str = "test"
+    estimator: str = "auto"
+    """`builtin`, `droid`, or `auto` (DROID-SLAM when it can run, else builtin)."""
+    droid_weights: Path | None = None
+    hand_classifier: Path | None = None
+    inception_weights: Path | None = None
+    i3d_weights: Path | None = None
+    clip_weights: Path | None = None
+    evaluator_dir: Path | None = None
+    allow_partial: bool = False
+    workers: int = 0
+    """Ray CPUs for per-clip work (0: in-process; Ray joins `RAY_ADDRESS` when that is set)."""
+    n_bootstrap: int = 1000
+    seed: int = 0
+    cache_dir: Path | None = None
+    """Per-clip cache; default ``<out>/cache``."""
+    plots: bool = True
+
+
+class UnavailableProvider:
+    """Stands in for a provider whose module could not be imported; never evaluates."""
+
+    metric_names: tuple[str, ...] = ()
+    higher_is_better: dict[str, bool] = {}
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self._reason = reason
+
+    def unavailable_reason(self) -> str | None:
+        return self._reason
+
+    def evaluate(self, generated, reference, rng):  # pragma: no cover - never called
+        raise RuntimeError(self._reason)
+
+
+def resolve_estimator(options: EvaluateOptions):
+    """The pose estimator named by `options.estimator` (`auto`: droid if it can run, else builtin)."""
+    from egotwin_bench.estimators import make_estimator
+
+    if options.estimator == "auto":
+        droid = make_estimator("droid", options.droid_weights)
+        return droid if droid.unavailable_reason() is None else make_estimator("builtin")
+    return make_estimator(options.estimator, options.droid_weights)
+
+
+def _quality_providers(options: EvaluateOptions) -> list[MetricProvider]:
+    providers: list[MetricProvider] = []
+    for module_name in QUALITY_MODULES:
+        short = module_name.rsplit(".", 1)[-1]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            providers.append(UnavailableProvider(short, f"{module_name} is not available ({err})"))
+            continue
+        factory = getattr(module, "make_provider", None)
+        if factory is None:
+            providers.append(UnavailableProvider(short, f"{module_name} has no make_provider(options)"))
+            continue
+        providers.append(factory(options))
+    return providers
+
+
+def build_providers(options: EvaluateOptions) -> list[MetricProvider]:
+    """All metric providers for `options`, available or not (the runner checks each one)."""
+    from egotwin_bench.evaluate.clip_cache import ClipCache
+    from egotwin_bench.metrics.hand_consistency import HandConsistencyProvider
+    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+
+    cache = ClipCache(options.cache_dir or Path(options.out) / "cache")
+    return [
+        *_quality_providers(options),
+        ViewConsistencyProvider(resolve_estimator(options), cache, options.n_bootstrap),
+        HandConsistencyProvider(options.hand_classifier, cache, options.n_bootstrap),
+    ]
+
+
+# -- clips ---------------------------------------------------------------------------------------
+
+def _decode_file(path: Path) -> np.ndarray:
+    from egotwin_bench.curation.video import decode_mp4
+
+    return decode_mp4(Path(path).read_bytes())
+
+
+def _decode_bytes(data: bytes) -> np.ndarray:
+    from egotwin_bench.curation.video import decode_mp4
+
+    return decode_mp4(data)
+
+
+def reference_eval_clip(ref: ReferenceClip) -> EvalClip:
+    """A reference clip as metrics see it."""
+    h = hashlib.sha256(ref.video_mp4)
+    for a in (ref.positions, ref.rotations):
+        h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+    return EvalClip(
+        clip_id=ref.clip_id, text=ref.text, load_video=functools.partial(_decode_bytes, ref.video_mp4),
+        positions=ref.positions, rotations=ref.rotations, intrinsics=ref.intrinsics,
+        T_head_camera=ref.T_head_camera, content_hash=h.hexdigest(),
+    )
+
+
+def submission_eval_clip(folder: Path, meta: SubmissionMeta, ref: ReferenceClip) -> EvalClip:
+    """One submitted clip (video read lazily) with the reference clip's camera model."""
+    positions, rotations = read_motion(folder / f"{ref.clip_id}.npz", meta.motion_format)
+    return EvalClip(
+        clip_id=ref.clip_id, text=ref.text, load_video=functools.partial(_decode_file, folder / f"{ref.clip_id}.mp4"),
+        positions=positions, rotations=rotations, intrinsics=ref.intrinsics, T_head_camera=ref.T_head_camera,
+        content_hash=content_hash(folder, ref.clip_id),
+    )
+
+
+def find_submissions(path: str | Path) -> list[Path]:
+    """`path` itself when it holds ``submission.json``, else its sub-folders (sorted)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a folder of submissions")
+    if (path / SUBMISSION_FILE).is_file():
+        return [path]
+    found = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise FileNotFoundError(f"{path} holds no submission folders (each with a {SUBMISSION_FILE})")
+    return found
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+@dataclass
+class EvaluationResult:
+    """What `evaluate_submissions` computed (also written to `options.out`)."""
+
+    rows: list[dict]
+    """Leaderboard rows: method, task, n_clips, estimator, toolkit_version, metric, metric_low/high."""
+    per_clip: list[dict]
+    skipped: dict[str, str]
+    """Provider name -> why it did not run."""
+    reports: list[ValidationReport]
+    rejected: list[ValidationReport]
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Submission -> {clip_id: reason} for clips the pose estimator could not process."""
+    trajectories: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+
+
+def _init_ray(workers: int) -> bool:
+    """Start (or join) Ray when asked; returns whether this call started it."""
+    if workers <= 0 and not os.environ.get("RAY_ADDRESS"):
+        return False
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def evaluate_submissions(
+    submissions: list[Path], options: EvaluateOptions, providers: list[MetricProvider] | None = None
+) -> EvaluationResult:
+    """Validate and score each submission folder against the reference split; write the results."""
+    from egotwin_bench.evaluate.leaderboard import write_results
+
+    refs = load_clips(options.reference, options.split)
+    by_id = {r.clip_id: r for r in refs}
+    ids = [r.clip_id for r in refs]
+    ref_name = reference_name(options.reference, options.split)
+    providers = providers if providers is not None else build_providers(options)
+    available, skipped = [], {}
+    for p in providers:
+        reason = p.unavailable_reason()
+        if reason is None:
+            available.append(p)
+        else:
+            skipped[p.name] = reason
+    estimator = next((p.estimator.name for p in available if hasattr(p, "estimator")), "")
+    result = EvaluationResult([], [], skipped, [], [], higher_is_better={
+        m: hb for p in available for m, hb in p.higher_is_better.items()
+    })
+    started_ray = _init_ray(options.workers)
+    try:
+        for folder in submissions:
+            report = validate_submission(folder, ids, ref_name)
+            result.reports.append(report)
+            usable = report.meta is not None and report.valid_clips and (report.ok or options.allow_partial)
+            if not usable:
+                result.rejected.append(report)
+                continue
+            meta = report.meta
+            generated = [submission_eval_clip(Path(folder), meta, by_id[c]) for c in report.valid_clips]
+            reference = [reference_eval_clip(by_id[c]) for c in report.valid_clips]
+            row: dict = {"method": meta.method, "task": meta.task, "n_clips": len(generated),
+                         "estimator": estimator, "toolkit_version": __version__}
+            per_clip = {"clip_id": [c.clip_id for c in generated]}
+            for provider in available:
+                rng = np.random.default_rng(options.seed)
+                res = provider.evaluate(generated, reference, rng)
+                for name, value in res.metrics.items():
+                    row[name], row[f"{name}_low"], row[f"{name}_high"] = value.value, value.low, value.high
+                per_clip.update({k: np.asarray(v) for k, v in res.per_clip.items()})
+                if hasattr(provider, "trajectories"):
+                    result.trajectories[meta.method + "/" + meta.task] = dict(provider.trajectories)
+                    provider.trajectories.clear()
+                if getattr(provider, "failures", None):
+                    result.failures[meta.method] = dict(provider.failures)
+                    provider.failures.clear()
+            result.rows.append(row)
+            for i, clip_id in enumerate(per_clip["clip_id"]):
+                result.per_clip.append({"method": meta.method, "task": meta.task, "clip_id": clip_id,
+                                        **{k: float(v[i]) for k, v in per_clip.items() if k != "clip_id"}})
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    result.rows.sort(key=lambda r: (r["task"], r["method"]))
+    write_results(result, options)
+    return result

@@ -1,0 +1,277 @@
+"""The submission format (docs/data_format.md, DESIGN §8): writing, reading and validating.
+
+```
+submissions/<method>/
+  submission.json   {"method", "task", "motion_format", "reference", "guidance", "model"}
+  <clip_id>.mp4     41 frames, 480x480, 8 FPS (H.264)
+  <clip_id>.npz     world_joints: positions (81, 23, 3) + rotations (81, 23, 3, 3), Xsens world
+                    head_centric: features (81, 288) (+ optional first_head_pose (4, 4))
+```
+
+`validate_submission` collects *every* problem (it never stops at the first) so a participant
+fixes everything in one round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from egotwin_bench.constants import HEAD_CENTRIC_DIM, MOTION_FRAMES, NUM_JOINTS, VIDEO_FPS, VIDEO_FRAMES, VIDEO_SIZE
+
+SUBMISSION_FILE = "submission.json"
+TASKS: tuple[str, ...] = ("t2vm", "tm2v", "tv2m")
+MOTION_FORMATS: tuple[str, ...] = ("world_joints", "head_centric")
+REQUIRED_FIELDS: tuple[str, ...] = ("method", "task", "motion_format")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+"""Allowed method names and file stems: no path separators, no leading dot, no spaces."""
+
+
+@dataclass
+class SubmissionMeta:
+    """The contents of ``submission.json``."""
+
+    method: str
+    task: str
+    motion_format: str
+    reference: str = ""
+    guidance: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem; `clip_id` is None for submission-level problems."""
+
+    message: str
+    clip_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.clip_id}: {self.message}" if self.clip_id else self.message
+
+
+@dataclass
+class ValidationReport:
+    """All problems of one submission folder and the clips that passed every check."""
+
+    path: Path
+    meta: SubmissionMeta | None
+    problems: list[Problem]
+    valid_clips: list[str]
+    n_expected: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        head = f"{self.path}: {len(self.valid_clips)}/{self.n_expected} clips valid"
+        if self.ok:
+            return head
+        lines = [head + f", {len(self.problems)} problem(s):"] + [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+def write_meta(folder: Path, meta: SubmissionMeta) -> None:
+    """Write ``submission.json`` atomically."""
+    from dataclasses import asdict
+
+    from egotwin_bench.curation.shards import atomic_write_text
+
+    atomic_write_text(json.dumps(asdict(meta), indent=2), folder / SUBMISSION_FILE)
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_clip(
+    folder: Path,
+    clip_id: str,
+    video_mp4: bytes,
+    positions: np.ndarray | None = None,
+    rotations: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+) -> None:
+    """Write one clip's ``.mp4`` and ``.npz`` (world joints, or head-centric `features`)."""
+    if not SAFE_NAME.match(clip_id):
+        raise ValueError(f"clip id {clip_id!r} is not a safe file name")
+    _atomic_bytes(folder / f"{clip_id}.mp4", video_mp4)
+    buf = io.BytesIO()
+    if features is not None:
+        np.savez(buf, features=np.asarray(features, dtype=np.float32))
+    else:
+        np.savez(buf, positions=np.asarray(positions, np.float32), rotations=np.asarray(rotations, np.float32))
+    _atomic_bytes(folder / f"{clip_id}.npz", buf.getvalue())
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def read_meta(folder: Path) -> SubmissionMeta:
+    """Parse ``submission.json`` (raises ValueError with every problem found)."""
+    path = folder / SUBMISSION_FILE
+    if not path.is_file():
+        raise ValueError(f"{SUBMISSION_FILE} is missing")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{SUBMISSION_FILE} is not valid JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{SUBMISSION_FILE} must hold a JSON object")
+    errors = [f"{SUBMISSION_FILE} lacks field {k!r}" for k in REQUIRED_FIELDS if k not in raw]
+    if "task" in raw and raw["task"] not in TASKS:
+        errors.append(f"task must be one of {', '.join(TASKS)}, got {raw['task']!r}")
+    if "motion_format" in raw and raw["motion_format"] not in MOTION_FORMATS:
+        errors.append(f"motion_format must be one of {', '.join(MOTION_FORMATS)}, got {raw['motion_format']!r}")
+    if "method" in raw and not (isinstance(raw["method"], str) and SAFE_NAME.match(raw["method"])):
+        errors.append(f"method must be a safe name (letters, digits, . _ -), got {raw.get('method')!r}")
+    if errors:
+        raise ValueError("; ".join(errors))
+    known = {k: raw[k] for k in ("method", "task", "motion_format", "reference", "guidance", "model") if k in raw}
+    return SubmissionMeta(**known)
+
+
+def read_motion(path: Path, motion_format: str) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's motion as world positions (81, 23, 3) and rotations (81, 23, 3, 3), float32.
+
+    Head-centric features decode in the canonical frame (first-frame head at the origin), moved
+    by ``first_head_pose`` when given; the consistency metrics are invariant to that rigid motion.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        if motion_format == "world_joints":
+            return z["positions"].astype(np.float32), z["rotations"].astype(np.float32)
+        from egotwin_bench import geometry
+        from egotwin_bench.motion import head_centric
+
+        positions, rotations = head_centric.decode(z["features"].astype(np.float64))
+        if "first_head_pose" in z.files:
+            T = z["first_head_pose"].astype(np.float64)
+            positions = geometry.transform_points(T, positions)
+            rotations = T[:3, :3] @ rotations
+        return np.asarray(positions, np.float32), np.asarray(rotations, np.float32)
+
+
+def content_hash(folder: Path, clip_id: str) -> str:
+    """sha256 of the clip's video bytes followed by its motion bytes."""
+    h = hashlib.sha256()
+    for suffix in (".mp4", ".npz"):
+        h.update((folder / f"{clip_id}{suffix}").read_bytes())
+    return h.hexdigest()
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+def check_video(path: Path) -> list[str]:
+    """Problems of one video file: unreadable, frame count, size, fps."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.base_rate
+            n = 0
+            size = None
+            for frame in container.decode(stream):
+                n += 1
+                size = (frame.height, frame.width)
+    except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
+        return [f"video unreadable ({type(err).__name__}: {err})"]
+    problems = []
+    if n != VIDEO_FRAMES:
+        problems.append(f"video has {n} frames, expected {VIDEO_FRAMES}")
+    if size != (VIDEO_SIZE, VIDEO_SIZE):
+        problems.append(f"video frames are {size[1] if size else '?'}x{size[0] if size else '?'}, expected {VIDEO_SIZE}x{VIDEO_SIZE}")
+    if rate is None or abs(float(Fraction(rate)) - VIDEO_FPS) > 1e-3:
+        problems.append(f"video is {float(rate) if rate else 'unknown'} FPS, expected {VIDEO_FPS}")
+    return problems
+
+
+def check_motion(path: Path, motion_format: str) -> list[str]:
+    """Problems of one motion file: unreadable, missing arrays, shapes, NaN/inf."""
+    expected = (
+        {"positions": (MOTION_FRAMES, NUM_JOINTS, 3), "rotations": (MOTION_FRAMES, NUM_JOINTS, 3, 3)}
+        if motion_format == "world_joints"
+        else {"features": (MOTION_FRAMES, HEAD_CENTRIC_DIM)}
+    )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as err:  # noqa: BLE001
+        return [f"motion unreadable ({type(err).__name__}: {err})"]
+    problems = []
+    for name, shape in expected.items():
+        if name not in arrays:
+            problems.append(f"motion lacks array {name!r} (motion_format {motion_format})")
+            continue
+        a = arrays[name]
+        if a.shape != shape:
+            problems.append(f"motion {name} has shape {a.shape}, expected {shape}")
+        elif not np.issubdtype(a.dtype, np.floating):
+            problems.append(f"motion {name} has dtype {a.dtype}, expected float")
+        elif not np.all(np.isfinite(a)):
+            problems.append(f"motion {name} contains NaN or inf")
+    if "first_head_pose" in arrays and arrays["first_head_pose"].shape != (4, 4):
+        problems.append(f"motion first_head_pose has shape {arrays['first_head_pose'].shape}, expected (4, 4)")
+    return problems
+
+
+def validate_submission(folder: str | Path, expected_ids: list[str], reference: str | None = None) -> ValidationReport:
+    """Check a submission folder against the reference split's clip ids; every problem is listed."""
+    folder = Path(folder)
+    problems: list[Problem] = []
+    if not folder.is_dir():
+        return ValidationReport(folder, None, [Problem(f"{folder} is not a folder")], [], len(expected_ids))
+    if not SAFE_NAME.match(folder.name):
+        problems.append(Problem(f"folder name {folder.name!r} is not a safe name (letters, digits, . _ -)"))
+    meta = None
+    try:
+        meta = read_meta(folder)
+    except ValueError as err:
+        problems.append(Problem(str(err)))
+    if meta is not None and reference and meta.reference and meta.reference != reference:
+        problems.append(Problem(f"submission was made for reference {meta.reference!r}, evaluating against {reference!r}"))
+
+    expected = set(expected_ids)
+    present: dict[str, set[str]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name == SUBMISSION_FILE or entry.name.startswith("."):
+            continue
+        stem, suffix = entry.stem, entry.suffix
+        if entry.is_symlink() or not entry.is_file():
+            problems.append(Problem(f"unexpected {'link' if entry.is_symlink() else 'folder'} {entry.name!r}"))
+            continue
+        if suffix not in (".mp4", ".npz"):
+            problems.append(Problem(f"unexpected file {entry.name!r} (only <clip_id>.mp4 / .npz)"))
+            continue
+        if not SAFE_NAME.match(stem):
+            problems.append(Problem(f"unsafe file name {entry.name!r}"))
+            continue
+        if stem not in expected:
+            problems.append(Problem(f"extra file {entry.name!r}: no clip {stem!r} in the reference split"))
+            continue
+        present.setdefault(stem, set()).add(suffix)
+
+    valid = []
+    motion_format = meta.motion_format if meta is not None else None
+    for clip_id in expected_ids:
+        have = present.get(clip_id, set())
+        clip_problems = [f"missing {clip_id}{s}" for s in (".mp4", ".npz") if s not in have]
+        if ".mp4" in have:
+            clip_problems += check_video(folder / f"{clip_id}.mp4")
+        if ".npz" in have and motion_format is not None:
+            clip_problems += check_motion(folder / f"{clip_id}.npz", motion_format)
+        problems += [Problem(m, clip_id) for m in clip_problems]
+        if not clip_problems and motion_format is not None:
+            valid.append(clip_id)
+    return ValidationReport(folder, meta, problems, valid, len(expected_ids))

@@ -1,0 +1,143 @@
+"""Hand consistency (paper §4.1, appendix B): HandScore.
+
+For each video frame k and hand h (left, right):
+
+* *presence*: the hand classifier says hand h is in the generated frame k;
+* *visibility*: in the generated motion (frame 2k), the hand segment's origin lies in front of
+  the head camera and projects inside the 480x480 image with the reference clip's intrinsics and
+  ``T_head_camera`` -- the same rule (`egotwin_bench.curation.visibility`) that labels the
+  curated clips' ``hand_visible``.
+
+True positive = present and visible, false positive = present and not visible, false negative =
+visible and not present. HandScore = mean over the two hands of the F1 pooled over all frames of
+all clips of a submission. A hand with no positives in either source has F1 = 1 (perfect
+agreement on absence).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from egotwin_bench import skeleton
+from egotwin_bench.constants import VIDEO_SIZE
+from egotwin_bench.curation import visibility
+from egotwin_bench.metrics.view_consistency import head_camera_trajectory
+
+
+def hand_visibility(
+    positions: np.ndarray,
+    rotations: np.ndarray,
+    T_head_camera: np.ndarray,
+    intrinsics: np.ndarray,
+) -> np.ndarray:
+    """Hand visibility from a motion clip at the video frames.
+
+    Args:
+        positions: (81, 23, 3) world segment positions, metres.
+        rotations: (81, 23, 3, 3) world segment rotations.
+        T_head_camera: (4, 4) camera pose in the Head segment frame.
+        intrinsics: (3, 3) pinhole K of the 480x480 frames.
+
+    Returns:
+        (41, 2) bool, hands ordered (left, right).
+    """
+    cameras = head_camera_trajectory(positions, rotations, T_head_camera)
+    step = (np.asarray(positions).shape[0] - 1) // (cameras.shape[0] - 1)
+    hands = np.asarray(positions, dtype=np.float64)[::step][:, list(skeleton.HANDS)]
+    return visibility.hand_visibility(hands, cameras, np.asarray(intrinsics, dtype=np.float64), VIDEO_SIZE)
+
+
+def f1_score(predicted: np.ndarray, target: np.ndarray) -> float:
+    """F1 of boolean arrays (any shape); 1.0 when neither has a positive."""
+    predicted = np.asarray(predicted, dtype=bool)
+    target = np.asarray(target, dtype=bool)
+    tp = int(np.sum(predicted & target))
+    fp = int(np.sum(predicted & ~target))
+    fn = int(np.sum(~predicted & target))
+    if tp + fp + fn == 0:
+        return 1.0
+    return 2.0 * tp / (2.0 * tp + fp + fn)
+
+
+def hand_score(presence: np.ndarray, visibility: np.ndarray) -> float:
+    """HandScore: mean over hands of the F1 pooled over all leading axes.
+
+    Args:
+        presence: (..., 2) bool classifier output (left, right).
+        visibility: (..., 2) bool visibility from the motion.
+    """
+    presence = np.asarray(presence, dtype=bool)
+    visibility = np.asarray(visibility, dtype=bool)
+    if presence.shape != visibility.shape or presence.shape[-1] != 2:
+        raise ValueError(f"presence {presence.shape} and visibility {visibility.shape} must match, (..., 2)")
+    return float(np.mean([f1_score(presence[..., h], visibility[..., h]) for h in range(2)]))
+
+
+# -- metric provider ---------------------------------------------------------------------------
+
+class HandConsistencyProvider:
+    """HandScore of generated videos (ViT hand classifier) against generated motions.
+
+    Per-clip classifier outputs (41, 2) are cached by content hash under
+    ``hands-<sha256[:12] of the classifier weights>``.
+    """
+
+    name = "hand_consistency"
+    metric_names = ("HandScore",)
+    higher_is_better = {"HandScore": True}
+
+    def __init__(self, classifier_dir, cache=None, n_bootstrap: int = 1000) -> None:
+        from egotwin_bench.evaluate.clip_cache import ClipCache
+
+        self.classifier_dir = classifier_dir
+        self.cache = cache if cache is not None else ClipCache(None)
+        self.n_bootstrap = n_bootstrap
+        self._classifier = None
+
+    def unavailable_reason(self) -> str | None:
+        from pathlib import Path
+
+        from egotwin_bench.estimators.hand_classifier import CONFIG_FILE, WEIGHTS_FILE
+
+        if self.classifier_dir is None:
+            return ("no --hand-classifier given: train one with `egotwin-bench train-hand-classifier` "
+                    "and pass its --out folder")
+        folder = Path(self.classifier_dir)
+        absent = [n for n in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / n).is_file()]
+        if absent:
+            return f"hand classifier folder {folder} lacks {', '.join(absent)} (train-hand-classifier writes them)"
+        return None
+
+    def presence(self, clips: list) -> np.ndarray:
+        """(N, 41, 2) bool classifier output per clip (cached)."""
+        from pathlib import Path
+
+        from tqdm.auto import tqdm
+
+        from egotwin_bench import weights
+        from egotwin_bench.estimators.hand_classifier import WEIGHTS_FILE, HandClassifier
+
+        namespace = "hands-" + weights.sha256_of(Path(self.classifier_dir) / WEIGHTS_FILE)[:12]
+        out = []
+        for clip in tqdm(clips, desc="hand presence", leave=False):
+            hit = self.cache.get(namespace, clip.content_hash)
+            if hit is None:
+                if self._classifier is None:
+                    self._classifier = HandClassifier.load(self.classifier_dir)
+                hit = {"presence": self._classifier.predict(clip.load_video())}
+                self.cache.put(namespace, clip.content_hash, **hit)
+            out.append(hit["presence"].astype(bool))
+        return np.stack(out)
+
+    def evaluate(self, generated: list, reference: list, rng: np.random.Generator):
+        from egotwin_bench.evaluate.bootstrap import bootstrap_metric
+        from egotwin_bench.evaluate.protocol import ProviderResult
+
+        presence = self.presence(generated)
+        visible = np.stack([
+            hand_visibility(c.positions, c.rotations, c.T_head_camera, c.intrinsics) for c in generated
+        ])
+        score = bootstrap_metric(lambda idx: hand_score(presence[idx], visible[idx]), len(generated), rng,
+                                 self.n_bootstrap)
+        per_clip = np.array([hand_score(p, v) for p, v in zip(presence, visible)])
+        return ProviderResult(metrics={"HandScore": score}, per_clip={"HandScore": per_clip})

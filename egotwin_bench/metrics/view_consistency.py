@@ -1,0 +1,187 @@
+"""View consistency (paper §4.1, appendix B): TransErr and RotErr.
+
+The camera trajectory estimated from the generated video is compared with the head-camera
+trajectory implied by the generated motion:
+
+1. the motion (81 frames, 16 FPS) is downsampled by taking every other frame (-> 41 frames, the
+   video's 8 FPS); the head-camera pose of motion frame 2k is ``T_world_head @ T_head_camera``
+   with the reference clip's ``T_head_camera``;
+2. both trajectories are expressed relative to their first frame: ``T_0^-1 @ T_k``;
+3. the estimated camera translations are scaled by the least-squares factor
+   ``s = <t_c, t_m> / <t_c, t_c>`` (monocular estimators have no metric scale);
+4. ``TransErr = mean_k ||s t_c(k) - t_m(k)||`` in metres and
+   ``RotErr = mean_k arccos((tr(R_c(k)^T R_m(k)) - 1) / 2)`` in radians, over frames 1..40
+   (frame 0 is the identity in both by construction).
+
+All poses are camera-to-world (4, 4) matrices, OpenCV camera axes (x right, y down, z forward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from egotwin_bench import geometry, skeleton
+from egotwin_bench.constants import MOTION_FRAMES, VIDEO_FRAMES
+
+
+def relative_to_first(poses: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) camera-to-world poses -> (N, 4, 4) poses in the frame of pose 0 (``T_0^-1 T_k``)."""
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
+        raise ValueError(f"poses must have shape (N, 4, 4), got {poses.shape}")
+    return geometry.invert_transform(poses[0]) @ poses
+
+
+def least_squares_scale(estimated: np.ndarray, target: np.ndarray) -> float:
+    """Scale s minimising ``sum ||s * estimated - target||^2`` for (N, 3) translations.
+
+    Returns 0 when the estimated translations are all zero (a rotation-only estimate), so the
+    error then equals the target's own displacement.
+    """
+    denom = float(np.sum(estimated * estimated))
+    return float(np.sum(estimated * target)) / denom if denom > 0.0 else 0.0
+
+
+@dataclass(frozen=True)
+class ViewErrors:
+    """Per-clip view-consistency errors: TransErr (metres) and RotErr (radians), plus the scale."""
+
+    trans_err: float
+    rot_err: float
+    scale: float
+
+
+def view_errors(camera_poses: np.ndarray, head_camera_poses: np.ndarray) -> ViewErrors:
+    """TransErr / RotErr between an estimated camera trajectory and the motion's head camera.
+
+    Args:
+        camera_poses: (N, 4, 4) estimated camera-to-world poses (any world frame, any scale).
+        head_camera_poses: (N, 4, 4) head-camera-to-world poses from the motion, metres.
+
+    Returns:
+        The frame-averaged errors over frames 1..N-1 (appendix B).
+    """
+    cam = relative_to_first(camera_poses)
+    head = relative_to_first(head_camera_poses)
+    if cam.shape != head.shape:
+        raise ValueError(f"trajectories differ in length: {cam.shape} vs {head.shape}")
+    if cam.shape[0] < 2:
+        raise ValueError("need at least two frames")
+    t_c, t_m = cam[1:, :3, 3], head[1:, :3, 3]
+    s = least_squares_scale(t_c, t_m)
+    trans = np.linalg.norm(s * t_c - t_m, axis=-1)
+    # arccos((tr(Rc^T Rm) - 1) / 2), computed stably through the rotation vector.
+    rot = geometry.geodesic_distance(cam[1:, :3, :3], head[1:, :3, :3])
+    return ViewErrors(trans_err=float(trans.mean()), rot_err=float(rot.mean()), scale=s)
+
+
+def head_camera_trajectory(
+    positions: np.ndarray, rotations: np.ndarray, T_head_camera: np.ndarray
+) -> np.ndarray:
+    """Head-camera poses at the video frames from a motion clip.
+
+    Args:
+        positions: (81, 23, 3) world segment positions, metres, Z up, 16 FPS.
+        rotations: (81, 23, 3, 3) world segment rotations.
+        T_head_camera: (4, 4) camera pose in the Head segment frame.
+
+    Returns:
+        (41, 4, 4) ``T_world_camera`` of motion frames 0, 2, ..., 80 (video frames 0..40).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    rotations = np.asarray(rotations, dtype=np.float64)
+    if positions.shape[0] != MOTION_FRAMES or rotations.shape[0] != MOTION_FRAMES:
+        raise ValueError(
+            f"expected {MOTION_FRAMES} motion frames, got {positions.shape} / {rotations.shape}"
+        )
+    step = (MOTION_FRAMES - 1) // (VIDEO_FRAMES - 1)
+    T_world_head = geometry.make_transform(
+        rotations[::step, skeleton.HEAD], positions[::step, skeleton.HEAD]
+    )
+    return T_world_head @ np.asarray(T_head_camera, dtype=np.float64)
+
+
+# -- metric provider ---------------------------------------------------------------------------
+
+def _estimate_poses(job: tuple) -> tuple[np.ndarray | None, str | None]:
+    """One clip's estimated camera poses, or (None, reason) when the estimator fails on it."""
+    estimator, clip = job
+    try:
+        return estimator.estimate(clip.load_video(), clip.intrinsics), None
+    except Exception as err:  # noqa: BLE001 - a per-clip skip with its reason
+        return None, f"{type(err).__name__}: {err}"
+
+
+class ViewConsistencyProvider:
+    """TransErr / RotErr of generated videos (pose estimator) against generated motions.
+
+    Per-clip estimated poses are cached by the clip's content hash under ``poses-<backend>``.
+    A clip the estimator fails on gets NaN errors and its reason in `failures`; set-level
+    values are means over the clips that worked. `trajectories` keeps, per clip id, the scaled
+    relative camera positions and the head-camera positions (41, 3) each, for plots.
+    """
+
+    name = "view_consistency"
+    metric_names = ("TransErr", "RotErr")
+    higher_is_better = {"TransErr": False, "RotErr": False}
+
+    def __init__(self, estimator, cache=None, n_bootstrap: int = 1000) -> None:
+        from egotwin_bench.evaluate.clip_cache import ClipCache
+
+        self.estimator = estimator
+        self.cache = cache if cache is not None else ClipCache(None)
+        self.n_bootstrap = n_bootstrap
+        self.failures: dict[str, str] = {}
+        self.trajectories: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def unavailable_reason(self) -> str | None:
+        return self.estimator.unavailable_reason()
+
+    def camera_poses(self, clips: list) -> list[np.ndarray | None]:
+        """Estimated (41, 4, 4) poses per clip (cached), None where the estimator failed."""
+        from egotwin_bench.evaluate.parallel import map_items
+
+        namespace = f"poses-{self.estimator.name}"
+        poses: list[np.ndarray | None] = [None] * len(clips)
+        todo = []
+        for i, clip in enumerate(clips):
+            hit = self.cache.get(namespace, clip.content_hash)
+            if hit is not None:
+                poses[i] = hit["poses"]
+            else:
+                todo.append(i)
+        results = map_items(_estimate_poses, [(self.estimator, clips[i]) for i in todo],
+                            desc=f"camera poses ({self.estimator.name})")
+        for i, (p, reason) in zip(todo, results):
+            if p is None:
+                self.failures[clips[i].clip_id] = reason
+                continue
+            poses[i] = p
+            self.cache.put(namespace, clips[i].content_hash, poses=p)
+        return poses
+
+    def evaluate(self, generated: list, reference: list, rng: np.random.Generator):
+        from egotwin_bench.evaluate.bootstrap import bootstrap_mean
+        from egotwin_bench.evaluate.protocol import ProviderResult
+
+        trans = np.full(len(generated), np.nan)
+        rot = np.full(len(generated), np.nan)
+        for i, (clip, poses) in enumerate(zip(generated, self.camera_poses(generated))):
+            if poses is None:
+                continue
+            head = head_camera_trajectory(clip.positions, clip.rotations, clip.T_head_camera)
+            err = view_errors(poses, head)
+            trans[i], rot[i] = err.trans_err, err.rot_err
+            self.trajectories[clip.clip_id] = (
+                err.scale * relative_to_first(poses)[:, :3, 3],
+                relative_to_first(head)[:, :3, 3],
+            )
+        return ProviderResult(
+            metrics={
+                "TransErr": bootstrap_mean(trans, rng, self.n_bootstrap),
+                "RotErr": bootstrap_mean(rot, rng, self.n_bootstrap),
+            },
+            per_clip={"TransErr": trans, "RotErr": rot},
+        )

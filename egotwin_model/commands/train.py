@@ -1,0 +1,102 @@
+"""`egotwin-model train` and `egotwin-model precompute`: the training stages and the encoder cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+STAGE_HELP = "video-vae (tiny only: trains the small CogVideoX VAE), vae (motion VAE), t2m, joint."
+
+
+def _settings(config: Optional[str], representation: Optional[str], no_interaction_mask: bool,
+              sync_diffusion: bool, variant: Optional[str], weights: Optional[Path]):
+    """New run settings when any config/variant option is given, else None (use RUN_DIR/run.json)."""
+    from egotwin_model.train import make_run_settings
+
+    if config is None and not (representation or no_interaction_mask or sync_diffusion or variant or weights):
+        return None
+    return make_run_settings(
+        config or "tiny", representation=representation,
+        interaction_mask=False if no_interaction_mask else None,
+        asynchronous=False if sync_diffusion else None, variant=variant, weights=weights,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        stage: str = typer.Option(..., "--stage", help=STAGE_HELP),
+        out: Path = typer.Option(..., "--out", help="RUN_DIR: all stages of one run write here; reruns resume."),
+        config: Optional[str] = typer.Option(None, "--config", help="paper | tiny | FILE.toml (first stage of a run; later stages reuse RUN_DIR/run.json)."),
+        dataset: Optional[Path] = typer.Option(None, "--dataset", help="Curated dataset folder (needed by --stage video-vae)."),
+        weights: Optional[Path] = typer.Option(None, "--weights", help="Local CogVideoX-5b folder (tokenizer/ text_encoder/ vae/ transformer/); leave out for tiny runs."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Train until this step (default: per stage)."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (AdamW)."),
+        checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1),
+        log_every: Optional[int] = typer.Option(None, "--log-every", min=1),
+        seed: Optional[int] = typer.Option(None, "--seed"),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu (default) or cuda."),
+        representation: Optional[str] = typer.Option(None, "--representation", help="head_centric (default) or root_centric (w/o MR)."),
+        no_interaction_mask: bool = typer.Option(False, "--no-interaction-mask", help="w/o IM: unmasked joint attention."),
+        sync_diffusion: bool = typer.Option(False, "--sync-diffusion", help="w/o AD: one timestep for video and motion, vanilla CFG."),
+        variant: Optional[str] = typer.Option(None, "--variant", help="egotwin (default) or vidmld (root-centric, no mask, synchronous)."),
+    ) -> None:
+        """Train one stage of EgoTwin into RUN_DIR (order: video-vae (tiny only), precompute, vae, t2m, joint)."""
+        from egotwin_model.train import STAGES, run_stage
+
+        if stage not in STAGES:
+            raise typer.BadParameter(f"--stage must be one of {', '.join(STAGES)}")
+        try:
+            log = run_stage(
+                stage, out, _settings(config, representation, no_interaction_mask, sync_diffusion, variant, weights),
+                dataset=dataset, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, device=device,
+            )
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        if log:
+            typer.echo(f"{stage}: steps {log[0]['step']}..{log[-1]['step']}, loss {log[0]['loss']:.4f} -> {log[-1]['loss']:.4f}")
+        else:
+            typer.echo(f"{stage}: already at --max-steps; weights in {out / stage}")
+
+    @app.command("precompute")
+    def precompute(
+        dataset: Path = typer.Option(..., "--dataset", help="Curated dataset folder (`egotwin-bench build-dataset`)."),
+        out: Path = typer.Option(..., "--out", help="RUN_DIR; the cache goes to RUN_DIR/cache (resumable)."),
+        config: Optional[str] = typer.Option(None, "--config", help="paper | tiny | FILE.toml when RUN_DIR is new."),
+        weights: Optional[Path] = typer.Option(None, "--weights", help="Local CogVideoX-5b folder; tiny runs use RUN_DIR/encoders (from --stage video-vae)."),
+        splits: str = typer.Option("train,val,test", "--splits", help="Comma-separated splits to cache."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N clips of each split."),
+        batch_size: int = typer.Option(4, "--batch-size", min=1),
+        device: str = typer.Option("cpu", "--device"),
+        dtype: str = typer.Option("float32", "--dtype", help="Storage dtype of embeddings/latents: float32 or bfloat16."),
+        representation: Optional[str] = typer.Option(None, "--representation"),
+        no_interaction_mask: bool = typer.Option(False, "--no-interaction-mask"),
+        sync_diffusion: bool = typer.Option(False, "--sync-diffusion"),
+        variant: Optional[str] = typer.Option(None, "--variant"),
+    ) -> None:
+        """Cache T5 text embeddings, video latents and motion features per clip (training never runs T5/the VAE)."""
+        import torch
+
+        from egotwin_model.encoders import MissingWeightsError, load_encoders
+        from egotwin_model.precompute import precompute as run
+        from egotwin_model.train import encoders_dir, open_run, video_size
+
+        if dtype not in ("float32", "bfloat16"):
+            raise typer.BadParameter("--dtype must be float32 or bfloat16")
+        try:
+            settings = open_run(out, _settings(config, representation, no_interaction_mask, sync_diffusion, variant, weights))
+            cfg = settings.model_config()
+            text, video = load_encoders(encoders_dir(out, settings), cfg.dit.max_text_seq_length, video_size(cfg),
+                                        device=device)
+            manifest = run(dataset, Path(out) / "cache", text, video, splits=[s.strip() for s in splits.split(",") if s.strip()],
+                           limit=limit, batch_size=batch_size, storage_dtype=getattr(torch, dtype))
+        except (MissingWeightsError, FileNotFoundError, ValueError, KeyError) as err:
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        counts = ", ".join(f"{k} {len(v)}" for k, v in manifest["splits"].items())
+        typer.echo(f"cached {counts} clips in {Path(out) / 'cache'}")

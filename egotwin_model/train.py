@@ -1,0 +1,666 @@
+"""The training stages of EgoTwin (paper §3.3) as small composable pieces.
+
+Stages, run in this order into one RUN_DIR (each finds the earlier ones' weights there):
+
+=============  ===========================================================================
+``video-vae``  tiny configs only: trains the small CogVideoX VAE (no downloaded weights);
+               also builds the tiny tokenizer + T5 encoder -> ``RUN_DIR/encoders/``
+(precompute)   `egotwin-model precompute`: text embeddings, video latents, motion features
+``vae``        motion VAE, eq. 1 (reconstruction per loss group + lambda_KL KL)
+``t2m``        text-to-motion: text + motion tokens only, text branch frozen, 10% null text
+``joint``      text + video + motion (eq. 2), everything trained, 10% null text
+=============  ===========================================================================
+
+Pieces (so FSDP2 / torchrun slot in without restructuring, see `egotwin_model.parallel`):
+`build_stage` (model + trainable parameters), `build_optimizer`, `batch_indices` (the data
+order is a pure function of (seed, step): resuming needs no loader state), `StageBatches`
+(loads the batch of a step), the stage's `loss` and `train` (the loop: step, log, checkpoint).
+
+Exact resume: a checkpoint holds model, optimizer, step and the RNG states (torch global,
+the training generator, NumPy, Python); a run of N steps equals k steps + resume to N, bit for
+bit on CPU.
+
+RUN_DIR layout::
+
+    run.json                      config (representation/variant applied), encoder source, cache
+    encoders/                     tiny: tokenizer/ text_encoder/ vae/ (CogVideoX layout)
+    cache/                        `precompute` output (see egotwin_model.precompute)
+    <stage>/checkpoints/step-N/   DCP checkpoint: model + optimizer + train_state.json
+    <stage>/model.safetensors     final weights of the stage (what later stages / sample load)
+    <stage>/log.jsonl             one line per logged step: step, loss (+ parts), lr
+    vae/latent_stats.json         motion latent scale (1 / std of posterior samples, train split)
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from egotwin_bench.constants import VIDEO_SIZE
+from egotwin_model.config import EgoTwinConfig
+from egotwin_model.precompute import clip_path, load_manifest, load_tensors, write_json
+
+STAGES: tuple[str, ...] = ("video-vae", "vae", "t2m", "joint")
+VIDEO_VAE_WINDOW: int = 9
+"""Frames per training window of the tiny video VAE (1 + 4k: 3 latent frames)."""
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one stage (defaults per stage in `STAGE_DEFAULTS`)."""
+
+    stage: str
+    max_steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    text_dropout: float = 0.1
+    """Probability of replacing a prompt by the null (empty-prompt) embedding (stages t2m, joint)."""
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "cpu"
+
+
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "video-vae": dict(max_steps=2000, batch_size=4, lr=1e-3),
+    "vae": dict(max_steps=20000, batch_size=64, lr=1e-4),
+    "t2m": dict(max_steps=20000, batch_size=32, lr=1e-4, warmup_steps=100, weight_decay=1e-4),
+    "joint": dict(max_steps=20000, batch_size=8, lr=2e-5, warmup_steps=100, weight_decay=1e-4),
+}
+"""Per-stage defaults; a config's ``[train.<stage>]`` TOML section and CLI options override them."""
+
+
+def train_config(stage: str, config: EgoTwinConfig, **overrides: Any) -> TrainConfig:
+    """Stage defaults <- config ``[train.<stage>]`` <- `overrides` (None values ignored)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    values = dict(STAGE_DEFAULTS[stage])
+    values.update(config.extra.get("train", {}).get(stage, {}))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "betas" in values:
+        values["betas"] = tuple(values["betas"])
+    return TrainConfig(stage=stage, **values)
+
+
+@dataclass
+class RunSettings:
+    """What every stage of a run shares; stored in ``RUN_DIR/run.json`` by the first stage."""
+
+    config: dict[str, Any]
+    """`EgoTwinConfig.to_dict()` with representation and variant applied."""
+    weights: str | None = None
+    """CogVideoX-style folder (tokenizer/, text_encoder/, vae/, transformer/); None: tiny, built here."""
+    variant: str = "egotwin"
+
+    def model_config(self) -> EgoTwinConfig:
+        return EgoTwinConfig.from_dict(self.config, name=self.config.get("name", "custom"))
+
+
+def make_run_settings(
+    config: str | Path,
+    representation: str | None = None,
+    interaction_mask: bool | None = None,
+    asynchronous: bool | None = None,
+    variant: str | None = None,
+    weights: str | Path | None = None,
+) -> RunSettings:
+    """Resolve the config and the ablation switches (vidmld = root-centric, no mask, sync)."""
+    cfg = EgoTwinConfig.load(config)
+    if variant == "vidmld":
+        representation = representation or "root_centric"
+        interaction_mask = False if interaction_mask is None else interaction_mask
+        asynchronous = False if asynchronous is None else asynchronous
+    elif variant not in (None, "egotwin"):
+        raise ValueError(f"unknown variant {variant!r}; known: egotwin, vidmld")
+    if representation is not None:
+        cfg = cfg.with_representation(representation)
+    cfg = cfg.with_variant(interaction_mask=interaction_mask, asynchronous=asynchronous)
+    name = variant or "egotwin"
+    return RunSettings(config=cfg.to_dict(), weights=str(Path(weights).resolve()) if weights else None, variant=name)
+
+
+def open_run(run_dir: str | Path, settings: RunSettings | None) -> RunSettings:
+    """Create ``run.json`` or check `settings` against it (a run keeps one config/variant)."""
+    path = Path(run_dir) / "run.json"
+    if path.is_file():
+        stored = RunSettings(**json.loads(path.read_text()))
+        if settings is not None and (settings.config != stored.config or settings.variant != stored.variant
+                                     or (settings.weights and settings.weights != stored.weights)):
+            raise ValueError(
+                f"{run_dir} was started with another config/variant/weights (see {path}); "
+                "use a new --out RUN_DIR, or leave the config and variant options out"
+            )
+        return stored
+    if settings is None:
+        raise FileNotFoundError(f"{path} not found: start the run with --config (and variant options)")
+    write_json(path, dataclasses.asdict(settings))
+    return settings
+
+
+def encoders_dir(run_dir: Path, settings: RunSettings) -> Path:
+    """Folder with tokenizer/, text_encoder/, vae/: the user's weights or RUN_DIR/encoders (tiny)."""
+    return Path(settings.weights) if settings.weights else Path(run_dir) / "encoders"
+
+
+# ------------------------------------------------------------------------------- RNG state
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """All random states a step consumes, JSON-able (torch ones base64)."""
+    b64 = lambda t: base64.b64encode(t.numpy().tobytes()).decode()  # noqa: E731
+    return {
+        "torch": b64(torch.get_rng_state()), "generator": b64(generator.get_state()),
+        "numpy": np.random.get_state(legacy=False), "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    unb64 = lambda s: torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)  # noqa: E731
+    torch.set_rng_state(unb64(state["torch"]))
+    generator.set_state(unb64(state["generator"]))
+    np_state = dict(state["numpy"])
+    np_state["state"] = {**np_state["state"], "key": np.asarray(np_state["state"]["key"], dtype=np.uint32)}
+    np.random.set_state(np_state)
+    v, internal, gauss = state["python"]
+    random.setstate((v, tuple(internal), gauss))
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def batch_indices(num_items: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """Items of step `step`: consecutive slices of per-epoch permutations seeded by (seed, epoch)."""
+    if num_items <= 0:
+        raise ValueError("no training items")
+    out: list[int] = []
+    start = step * batch_size
+    perm_epoch, perm = -1, None
+    for pos in range(start, start + batch_size):
+        epoch, i = divmod(pos, num_items)
+        if epoch != perm_epoch:
+            perm = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+            perm_epoch = epoch
+        out.append(int(perm[i]))
+    return out
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    """Constant learning rate after a linear warm-up of `warmup_steps`."""
+    return tc.lr * min(1.0, (step + 1) / tc.warmup_steps) if tc.warmup_steps else tc.lr
+
+
+class CachedClips:
+    """The precomputed clips of one split (see `egotwin_model.precompute`), loaded lazily.
+
+    Motion features are normalised with the train split's mean/std of the run's representation.
+    """
+
+    def __init__(self, cache: str | Path, split: str, representation: str, keys: Iterable[str]) -> None:
+        self.cache = Path(cache)
+        manifest = load_manifest(cache)
+        self.ids: list[str] = manifest["splits"].get(split, [])
+        if not self.ids:
+            raise ValueError(f"the cache {cache} has no clip of split {split!r}: run `egotwin-model precompute`")
+        self.split, self.representation, self.keys = split, representation, tuple(keys)
+        stats = load_tensors(self.cache / "motion_stats.safetensors")
+        self.mean, self.std = stats[f"{representation}_mean"], stats[f"{representation}_std"]
+        self.null_text = load_tensors(self.cache / "null_text.safetensors")["text_emb"].float()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def item(self, i: int) -> dict[str, torch.Tensor]:
+        t = load_tensors(clip_path(self.cache, self.split, self.ids[i]))
+        out = {k: t[k].float() for k in self.keys if k != "motion"}
+        if "motion" in self.keys:
+            out["motion"] = (t[self.representation].float() - self.mean) / self.std
+        return out
+
+    def batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        items = [self.item(i) for i in indices]
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def stage_dir(run_dir: str | Path, stage: str) -> Path:
+    return Path(run_dir) / stage
+
+
+def latest_checkpoint(run_dir: str | Path, stage: str) -> Path | None:
+    """The checkpoint of the highest step of `stage`, or None."""
+    root = stage_dir(run_dir, stage) / "checkpoints"
+    found = [(int(p.name.split("-")[1]), p) for p in root.glob("step-*")
+             if p.is_dir() and not p.name.endswith(".tmp") and (p / "train_state.json").exists()]
+    return max(found)[1] if found else None
+
+
+def save_weights(module: nn.Module, path: Path) -> None:
+    """Atomic safetensors of `module`'s state dict."""
+    from egotwin_model.precompute import save_tensors
+
+    save_tensors(path, {k: v.detach().cpu() for k, v in module.state_dict().items()})
+
+
+def load_weights(module: nn.Module, path: Path, what: str) -> nn.Module:
+    """Load `path` (strict) into `module`; a missing file names the stage to run."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `egotwin-model train --stage {what}` into this RUN_DIR first")
+    module.load_state_dict(load_tensors(path))
+    return module
+
+
+# ----------------------------------------------------------------------------------- loop
+
+
+@dataclass
+class Stage:
+    """A built stage: the checkpointed module, its trainable parameters, data and loss.
+
+    `loss(batch, generator)` returns (scalar, parts); every random draw of a step comes from
+    `generator` (or torch's global RNG, e.g. dropout), both of which are checkpointed.
+    `finalize()` writes what later stages load (called once `max_steps` is reached).
+    """
+
+    name: str
+    model: nn.Module
+    params: list[nn.Parameter]
+    num_items: int
+    batch: Callable[[list[int]], dict[str, torch.Tensor]]
+    loss: Callable[[dict[str, torch.Tensor], torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    finalize: Callable[[], None] = lambda: None
+    extra_state: dict[str, Any] = field(default_factory=dict)
+
+
+def build_optimizer(params: list[nn.Parameter], tc: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (the lr is set every step by `lr_at`)."""
+    if not params:
+        raise ValueError(f"stage {tc.stage}: no trainable parameter")
+    return torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+
+
+def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Build a module with its random initialisation drawn from `seed` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def seed_everything(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """Seed torch / NumPy / Python and return the stage's training generator on `device`."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def train_step(stage: Stage, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               generator: torch.Generator, lr: float, grad_clip: float) -> dict[str, float]:
+    """One optimisation step; returns the loss, its parts and the gradient norm as floats."""
+    stage.model.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss, parts = stage.loss(batch, generator)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"stage {stage.name}: non-finite loss {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(stage.params, grad_clip) if grad_clip > 0 else torch.tensor(0.0)
+    optimizer.step()
+    return {"loss": float(loss.detach()), "grad_norm": float(grad_norm), "lr": lr,
+            **{k: float(v) for k, v in parts.items()}}
+
+
+def train(stage: Stage, tc: TrainConfig, run_dir: str | Path, progress: bool = True) -> list[dict[str, float]]:
+    """Run `stage` to `tc.max_steps`, resuming from its latest checkpoint; returns this call's log.
+
+    Checkpoints every `checkpoint_every` steps and at `max_steps`, then calls `stage.finalize()`.
+    """
+    from tqdm import tqdm
+
+    from egotwin_model.parallel import load_checkpoint, save_checkpoint
+
+    out = stage_dir(run_dir, stage.name)
+    out.mkdir(parents=True, exist_ok=True)
+    generator = seed_everything(tc.seed, tc.device)
+    optimizer = build_optimizer(stage.params, tc)
+    step = 0
+    ckpt = latest_checkpoint(run_dir, stage.name)
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, stage.model, optimizer)
+        if state.get("batch_size") != tc.batch_size or state.get("seed") != tc.seed:
+            raise ValueError(f"{ckpt} was written with batch size {state.get('batch_size')} and seed "
+                             f"{state.get('seed')}; resume with the same --batch-size/--seed")
+        step = int(state["step"])
+        set_rng_state(state["rng"], generator)
+    log: list[dict[str, float]] = []
+    bar = tqdm(total=tc.max_steps, initial=step, desc=f"train {stage.name}", disable=not progress)
+    with (out / "log.jsonl").open("a") as logfile:
+        while step < tc.max_steps:
+            batch = stage.batch(batch_indices(stage.num_items, tc.batch_size, step, tc.seed))
+            record = {"step": step + 1, **train_step(stage, optimizer, batch, generator, lr_at(step, tc), tc.grad_clip)}
+            step += 1
+            log.append(record)
+            if step % tc.log_every == 0 or step == tc.max_steps:
+                logfile.write(json.dumps(record) + "\n")
+                logfile.flush()
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            bar.update(1)
+            if step % tc.checkpoint_every == 0 or step == tc.max_steps:
+                state = {"step": step, "stage": stage.name, "batch_size": tc.batch_size, "seed": tc.seed,
+                         "data_position": step * tc.batch_size, "rng": _json_safe(rng_state(generator)),
+                         **stage.extra_state}
+                save_checkpoint(out / "checkpoints" / f"step-{step}", stage.model, optimizer, state)
+    bar.close()
+    stage.finalize()
+    return log
+
+
+# ------------------------------------------------------------------------- stage: video-vae
+
+
+def tiny_encoder_configs(config: EgoTwinConfig):
+    """The tiny text encoder / video VAE sizes: ``[encoders]`` TOML keys over the defaults.
+
+    The text width is the DiT's `text_embed_dim`, the VAE latent channels its `in_channels`
+    and the video size 8 x the DiT's latent `sample_height` (64 for the tiny config).
+    """
+    from egotwin_model.encoders import TinyTextEncoderConfig, TinyVideoVAEConfig
+
+    enc = dict(config.extra.get("encoders", {}))
+    text = TinyTextEncoderConfig(**{"d_model": config.dit.text_embed_dim, **enc.get("text", {})})
+    vae_kw = {"latent_channels": config.dit.in_channels, "size": video_size(config), **enc.get("video_vae", {})}
+    if "block_out_channels" in vae_kw:
+        vae_kw["block_out_channels"] = tuple(vae_kw["block_out_channels"])
+    return text, TinyVideoVAEConfig(**vae_kw)
+
+
+def video_size(config: EgoTwinConfig) -> int:
+    """Square pixel size the model works at: 8 x the DiT's latent height (480 paper, 64 tiny)."""
+    return min(8 * config.dit.sample_height, VIDEO_SIZE)
+
+
+def build_tiny_text_encoder_into(run_dir: Path, dataset: str | Path, config: EgoTwinConfig) -> None:
+    """Train the tiny tokenizer on the train narrations + init the tiny T5; save in RUN_DIR/encoders."""
+    from egotwin_model.encoders import build_tiny_text_encoder
+    from egotwin_model.precompute import read_clips
+
+    folder = Path(run_dir) / "encoders"
+    if (folder / "text_encoder" / "config.json").exists():
+        return
+    texts = [c.text for c in read_clips(dataset, "train", with_video=False)]
+    text_cfg, _ = tiny_encoder_configs(config)
+    build_tiny_text_encoder(texts, text_cfg).save(folder)
+
+
+def load_train_frames(dataset: str | Path, size: int, progress: bool = True) -> torch.Tensor:
+    """All train-split videos as uint8 (N, 41, size, size, 3) in memory (small configs only)."""
+    from tqdm import tqdm
+
+    from egotwin_bench.evaluate.reference import split_ids
+    from egotwin_model.encoders import frames_to_tensor, tensor_to_frames
+    from egotwin_model.precompute import read_clips
+
+    n = len(split_ids(dataset, "train"))
+    out = []
+    for clip in tqdm(read_clips(dataset, "train"), total=n, desc="load videos", disable=not progress):
+        out.append(tensor_to_frames(frames_to_tensor(clip.frames()[None], size))[0])
+    return torch.stack(out)
+
+
+def build_video_vae_stage(run_dir: Path, dataset: str | Path, config: EgoTwinConfig, progress: bool = True,
+                          kl_weight: float = 1e-6) -> Stage:
+    """Tiny CogVideoX VAE on random `VIDEO_VAE_WINDOW`-frame windows: MSE + kl_weight x KL.
+
+    `finalize` sets ``scaling_factor`` = 1 / std of the train clips' latents (as CogVideoX's
+    own factor makes latents unit-variance) and saves ``RUN_DIR/encoders/vae``.
+    """
+    from egotwin_model.encoders import build_tiny_video_vae
+
+    _, vae_cfg = tiny_encoder_configs(config)
+    build_tiny_text_encoder_into(run_dir, dataset, config)
+    frames = load_train_frames(dataset, vae_cfg.size, progress)  # (N, 41, s, s, 3)
+    vae = build_tiny_video_vae(vae_cfg)
+
+    def batch(indices: list[int]) -> dict[str, torch.Tensor]:
+        return {"frames": frames[indices]}
+
+    def loss(b: dict[str, torch.Tensor], gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        start = int(torch.randint(0, frames.shape[1] - VIDEO_VAE_WINDOW + 1, (1,), generator=gen))
+        x = b["frames"][:, start:start + VIDEO_VAE_WINDOW].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        recon = vae.decode(z).sample
+        mse = torch.nn.functional.mse_loss(recon, x)
+        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        return mse + kl_weight * kl, {"mse": mse.detach(), "kl": kl.detach()}
+
+    def finalize() -> None:
+        import shutil
+
+        vae.eval()
+        with torch.no_grad():
+            z = torch.cat([vae.encode(frames[i:i + 2].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).latent_dist.mean
+                           for i in range(0, min(len(frames), 16), 2)])
+        vae.register_to_config(scaling_factor=float(1.0 / z.std().clamp_min(1e-6)))
+        target = Path(run_dir) / "encoders" / "vae"
+        tmp = target.with_name("vae.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        vae.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+
+    return Stage("video-vae", vae, [p for p in vae.parameters()], len(frames), batch, loss, finalize)
+
+
+# ------------------------------------------------------------------------------- stage: vae
+
+
+def motion_vae_path(run_dir: str | Path) -> Path:
+    return stage_dir(run_dir, "vae") / "model.safetensors"
+
+
+def load_motion_vae(run_dir: str | Path, config: EgoTwinConfig) -> tuple[nn.Module, float]:
+    """The trained motion VAE (eval, frozen) and its latent scale from RUN_DIR/vae/."""
+    from egotwin_model.motion_vae import MotionVAE
+
+    vae = load_weights(MotionVAE(config.motion_vae), motion_vae_path(run_dir), "vae")
+    stats = json.loads((stage_dir(run_dir, "vae") / "latent_stats.json").read_text())
+    return vae.eval().requires_grad_(False), float(stats["scale"])
+
+
+def build_motion_vae_stage(run_dir: Path, config: EgoTwinConfig) -> Stage:
+    """Motion VAE on the cached, normalised train features; loss eq. 1 over the four groups.
+
+    `finalize` writes ``vae/model.safetensors`` and ``vae/latent_stats.json`` with the latent
+    scale 1 / std of posterior samples of the train clips (latents enter the DiT unit-variance,
+    like Stable Diffusion's / CogVideoX's scaling factor).
+    """
+    from egotwin_model.motion_vae import MotionVAE, group_indices
+
+    rep = config.representation
+    data = CachedClips(Path(run_dir) / "cache", "train", rep, keys=("motion",))
+    vae = seeded(lambda: MotionVAE(config.motion_vae), seed=0)
+    groups = group_indices(rep)
+
+    def loss(b: dict[str, torch.Tensor], gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return vae.loss(b["motion"], groups, generator=gen)
+
+    def finalize() -> None:
+        save_weights(vae, motion_vae_path(run_dir))
+        vae.eval()
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            z = torch.cat([vae.encode(data.batch(list(range(i, min(i + 32, len(data)))))["motion"]).sample(gen)
+                           for i in range(0, len(data), 32)])
+        write_json(stage_dir(run_dir, "vae") / "latent_stats.json",
+                   {"scale": float(1.0 / z.std().clamp_min(1e-6)), "representation": rep})
+
+    return Stage("vae", vae, list(vae.parameters()), len(data), data.batch, loss, finalize)
+
+
+# ------------------------------------------------------------------------ stages: t2m, joint
+
+
+def dit_path(run_dir: str | Path, stage: str) -> Path:
+    return stage_dir(run_dir, stage) / "model.safetensors"
+
+
+def motion_latents(vae: nn.Module, scale: float, motion: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Normalised features (B, 81, D) -> scaled motion latents (B, 21, C_m) for the DiT.
+
+    Latents 1.. are a posterior sample (None generator: the mean); latent 0, the condition,
+    is the posterior mean of the first pose encoded alone, exactly as at sampling time.
+    """
+    with torch.no_grad():
+        post = vae.encode(motion)
+        z = post.mean if generator is None else post.sample(generator)
+        first = vae.encode(motion[:, :1]).mean
+        return torch.cat([first, z[:, 1:]], dim=1) * scale
+
+
+def video_condition(video_latents: torch.Tensor, first_frame_latent: torch.Tensor) -> torch.Tensor:
+    """Clip latents (B, F', C, h, w) with latent 0 := the first frame encoded alone (the condition)."""
+    return torch.cat([first_frame_latent, video_latents[:, 1:]], dim=1)
+
+
+def freeze_text_branch(dit: nn.Module) -> list[nn.Parameter]:
+    """Stage t2m: freeze all but the motion branch; return the trainable parameters.
+
+    The timestep MLP is shared; with asynchronous timesteps its first Linear sees
+    [sinusoid(t_video), sinusoid(t_motion)], and the t_motion columns (zero when initialised
+    from CogVideoX) are the only way the network learns the motion noise level, so those columns
+    train (the t_video columns are masked out of the gradient) — they act on the motion
+    timestep only. Everything else the text/video branch owns stays frozen.
+    """
+    from egotwin_model.dit import _is_motion
+
+    trainable = []
+    for name, p in dit.named_parameters():
+        p.requires_grad_(_is_motion(name))
+        if p.requires_grad:
+            trainable.append(p)
+    if dit.config.asynchronous:
+        w = dit.time_embedding.linear_1.weight
+        half = w.shape[1] // 2
+        mask = torch.zeros_like(w)
+        mask[:, half:] = 1.0
+        w.requires_grad_(True)
+        w.register_hook(lambda g: g * mask.to(g.device, g.dtype))
+        trainable.append(w)
+    return trainable
+
+
+def build_diffusion_stage(stage: str, run_dir: Path, config: EgoTwinConfig, settings: RunSettings,
+                          tc: TrainConfig) -> Stage:
+    """Stage t2m (text + motion, text branch frozen) or joint (text + video + motion, all trained).
+
+    Per step: null text with p = `text_dropout`; (t_v, t_m) independent (synchronous for
+    "w/o AD"); latent 0 of each modality kept clean and out of the loss; loss = MSE on v of each
+    given modality, summed.
+    """
+    from egotwin_model import diffusion
+    from egotwin_model.dit import EgoTwinDiT
+
+    joint = stage == "joint"
+    keys = ("text_emb", "motion") + (("video_latents", "first_frame_latent") if joint else ())
+    data = CachedClips(Path(run_dir) / "cache", "train", config.representation, keys)
+    device = torch.device(tc.device)
+    motion_vae, scale = load_motion_vae(run_dir, config)
+    motion_vae.to(device)
+    dit = seeded(lambda: EgoTwinDiT(config.dit), tc.seed).to(device)
+    if joint:
+        load_weights(dit, dit_path(run_dir, "t2m"), "t2m")
+        params = list(dit.parameters())
+    else:
+        if settings.weights:
+            dit.load_cogvideox(Path(settings.weights) / "transformer")
+        params = freeze_text_branch(dit)
+    alphas = diffusion.alphas_cumprod(config.diffusion).to(device)
+    null_text = data.null_text.to(device)
+    pred = config.diffusion.prediction_type
+    T = config.diffusion.num_train_timesteps
+
+    def batch(indices: list[int]) -> dict[str, torch.Tensor]:
+        return {k: v.to(device) for k, v in data.batch(indices).items()}
+
+    def loss(b: dict[str, torch.Tensor], gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        n = b["text_emb"].shape[0]
+        drop = torch.rand(n, generator=gen, device=gen.device).to(device) < tc.text_dropout
+        text = torch.where(drop[:, None, None], null_text[None], b["text_emb"])
+        zm = motion_latents(motion_vae, scale, b["motion"], gen)
+        t_v, t_m = diffusion.sample_timesteps(n, config.dit.asynchronous, T, generator=gen, device=gen.device)
+        t_v, t_m = t_v.to(device), t_m.to(device)
+        xm, nm = diffusion.noisy_inputs(alphas, zm, t_m, gen)
+        xv = zv = nv = None
+        if joint:
+            zv = video_condition(b["video_latents"], b["first_frame_latent"])
+            xv, nv = diffusion.noisy_inputs(alphas, zv, t_v, gen)
+        out = dit(text, xv, xm, t_v if joint else None, t_m)
+        parts = {"motion": diffusion.loss(out.motion, diffusion.training_targets(alphas, zm, nm, t_m, pred))}
+        if joint:
+            parts["video"] = diffusion.loss(out.video, diffusion.training_targets(alphas, zv, nv, t_v, pred))
+        total = sum(parts.values())
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    def finalize() -> None:
+        save_weights(dit, dit_path(run_dir, stage))
+
+    return Stage(stage, dit, params, len(data), batch, loss, finalize)
+
+
+def build_stage(stage: str, run_dir: str | Path, settings: RunSettings, tc: TrainConfig,
+                dataset: str | Path | None = None, progress: bool = True) -> Stage:
+    """Dispatch to the stage builders (the video-vae stage reads raw videos from `dataset`)."""
+    run_dir = Path(run_dir)
+    config = settings.model_config()
+    if stage == "video-vae":
+        if settings.weights:
+            raise ValueError("--stage video-vae trains the tiny video VAE; this run uses pretrained weights "
+                             f"from {settings.weights} (its CogVideoX VAE)")
+        if dataset is None:
+            raise ValueError("--stage video-vae needs --dataset (it trains on the raw train videos)")
+        return build_video_vae_stage(run_dir, dataset, config, progress)
+    if stage == "vae":
+        return build_motion_vae_stage(run_dir, config)
+    if stage in ("t2m", "joint"):
+        return build_diffusion_stage(stage, run_dir, config, settings, tc)
+    raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+
+
+def run_stage(stage: str, run_dir: str | Path, settings: RunSettings | None = None, dataset: str | Path | None = None,
+              progress: bool = True, **overrides: Any) -> list[dict[str, float]]:
+    """Open/check RUN_DIR, build `stage` and train it to `max_steps` (resuming); returns the log."""
+    settings = open_run(run_dir, settings)
+    tc = train_config(stage, settings.model_config(), **overrides)
+    return train(build_stage(stage, run_dir, settings, tc, dataset, progress), tc, run_dir, progress)

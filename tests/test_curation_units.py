@@ -1,0 +1,186 @@
+"""Unit tests of the curation building blocks on small hand-made data (no synthetic world)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from egotwin_bench.constants import VIDEO_FRAMES
+from egotwin_bench.curation.alignment import AlignmentConfig, solve_hand_eye
+from egotwin_bench.curation.splits import SequenceKey, SplitConfig, assign_splits
+from egotwin_bench.curation.trajectory import interpolate_poses, max_gap_ns
+from egotwin_bench.curation.visibility import hand_visibility
+from egotwin_bench.curation.windows import CLIP_NS, WindowPolicy, clip_windows
+from egotwin_bench.geometry import make_transform
+from egotwin_bench.nymeria.clock import ClockMap
+from egotwin_bench.nymeria.narration import NarrationError, read_narration_csv, resolve_to_timecode
+from egotwin_bench.nymeria.xsens import XsensError, load_xsens
+
+
+def _write_xdata(path, t_us, q=None, frames=None):
+    frames = len(t_us) if frames is None else frames
+    pos = np.random.default_rng(0).normal(size=(frames, 69))
+    if q is None:
+        q = np.tile([1.0, 0.0, 0.0, 0.0], (frames, 23))
+    np.savez(path, segment_tXYZ=pos, segment_qWXYZ=q, timestamps_us=np.asarray(t_us, dtype=np.int64),
+             segmentCount=23, framerate=240)
+
+
+def test_xsens_repairs_timestamps_and_quaternions(tmp_path):
+    t = np.round(np.arange(480) * 1e6 / 240).astype(np.int64) + 10**12
+    t[100:] += 3000  # one 3 ms glitch: patched, the clock then drifts 3 ms < 10 ms
+    q = np.tile([1.0, 0.0, 0.0, 0.0], (480, 23))
+    half = np.array([np.cos(0.25), np.sin(0.25), 0.0, 0.0])
+    q[:, 4 * 6 : 4 * 7] = half  # head rotated 0.5 rad about X everywhere
+    q[50, 4 * 6 : 4 * 7] = 0.0  # zero-norm head quaternion in frame 50
+    q[0, 0:4] = 0.0  # zero-norm pelvis in frame 0 -> identity
+    _write_xdata(tmp_path / "x.npz", t, q)
+    m = load_xsens(tmp_path / "x.npz")
+    assert len(m.repairs) == 2
+    steps = np.diff(m.timestamps_ns)
+    assert np.all(np.abs(steps - 1e9 / 240) <= 1000)  # µs resolution of the file
+    np.testing.assert_allclose(m.rotations[50, 6], m.rotations[49, 6])
+    np.testing.assert_allclose(m.rotations[50, 6], Rotation.from_rotvec([0.5, 0, 0]).as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(m.rotations[0, 0], np.eye(3))
+
+
+def test_xsens_rejects_drift_beyond_10ms(tmp_path):
+    t = np.round(np.arange(480) * 1e6 / 240).astype(np.int64)
+    t[100:] += 20_000
+    _write_xdata(tmp_path / "x.npz", t)
+    with pytest.raises(XsensError, match="drifts 20.0 ms"):
+        load_xsens(tmp_path / "x.npz")
+
+
+def test_xsens_rejects_bad_shapes(tmp_path):
+    np.savez(tmp_path / "x.npz", segment_tXYZ=np.zeros((10, 60)), segment_qWXYZ=np.zeros((10, 92)),
+             timestamps_us=np.arange(10))
+    with pytest.raises(XsensError, match="expected segment_tXYZ"):
+        load_xsens(tmp_path / "x.npz")
+
+
+def test_clock_map_round_trip_and_drift():
+    tc = np.arange(0, 10**10, 10**8, dtype=np.int64) + 5 * 10**12
+    dev = tc - 4 * 10**12 + (np.arange(tc.size) * 10)  # 10 ns drift per pair
+    clock = ClockMap.from_pairs(tc, dev)
+    q = np.array([tc[3] + 12345, tc[40]])
+    np.testing.assert_array_equal(clock.device_to_timecode(clock.timecode_to_device(q)), q)
+    assert clock.timecode_to_device(np.array([tc[5]]))[0] == dev[5]
+    assert clock.drift_ns == 10 * (tc.size - 1)
+
+
+def _write_narration(path, starts, ends, texts):
+    with open(path, "w") as fh:
+        fh.write('start_time,end_time,"Describe my atomic actions"\n')
+        for s, e, t in zip(starts, ends, texts):
+            fh.write(f'{s},{e},"{t}"\n')
+
+
+def test_narration_seconds_device_time_and_ns_timecode_agree(tmp_path):
+    offset = -3 * 10**12  # device = timecode + offset
+    clock = ClockMap.from_pairs(np.array([10**13, 10**13 + 10**11]), np.array([10**13 + offset, 10**13 + 10**11 + offset]))
+    span = (10**13, 10**13 + 10**11)
+    tc_starts = [10**13 + 10**9, 10**13 + 2 * 10**10]
+    tc_ends = [s + 7 * 10**9 for s in tc_starts]
+    _write_narration(tmp_path / "ns.csv", tc_starts, tc_ends, ["walk, then sit", "wave"])
+    dev_s = [(s + offset) / 1e9 for s in tc_starts]
+    dev_e = [(e + offset) / 1e9 for e in tc_ends]
+    _write_narration(tmp_path / "s.csv", [f"{v:.6f}" for v in dev_s], [f"{v:.6f}" for v in dev_e], ["walk, then sit", "wave"])
+    a = resolve_to_timecode(read_narration_csv(tmp_path / "ns.csv"), span, clock.device_to_timecode)
+    b = resolve_to_timecode(read_narration_csv(tmp_path / "s.csv"), span, clock.device_to_timecode)
+    assert read_narration_csv(tmp_path / "s.csv").unit == "s"
+    np.testing.assert_allclose(a.start_ns, tc_starts)
+    np.testing.assert_allclose(b.start_ns, tc_starts, atol=1000)
+    assert b.columns["Describe my atomic actions"] == ["walk, then sit", "wave"]
+    with pytest.raises(NarrationError, match="neither"):
+        resolve_to_timecode(read_narration_csv(tmp_path / "ns.csv"), (0, 10**9), clock.device_to_timecode)
+
+
+def _table(tmp_path, windows, texts):
+    _write_narration(tmp_path / "n.csv", [s for s, _ in windows], [e for _, e in windows], texts)
+    return read_narration_csv(tmp_path / "n.csv")
+
+
+def test_clip_windows_policy(tmp_path):
+    s = 10**12
+    table = _table(tmp_path, [
+        (s, s + 12 * 10**9),                       # 12 s -> two clips centred (1 s margins)
+        (s + 10_500_000_000, s + 13_500_000_000),  # 3 s -> clip [9.5, 14.5] s overlaps [6, 11] -> dropped
+        (s + 20 * 10**9, s + 21 * 10**9),          # 1 s -> too short
+        (s + 30 * 10**9, s + 33 * 10**9),          # 3 s -> centred clip [29, 34] s
+        (s + 40 * 10**9, s + 46 * 10**9),          # empty text
+        (s + 90 * 10**9, s + 96 * 10**9),          # outside the data span
+    ], ["a", "b", "c", "d", "", "f"])
+    wins, drops = clip_windows(table, (s, s + 60 * 10**9), WindowPolicy(text_column="Describe my atomic actions"))
+    assert [w.t0_ns - s for w in wins] == [10**9, 6 * 10**9, 29 * 10**9]
+    assert all(w.t1_ns - w.t0_ns == CLIP_NS for w in wins)
+    assert [w.text for w in wins] == ["a", "a", "d"]
+    assert drops == Counter({"overlap": 1, "narration_too_short": 1, "empty_text": 1, "outside_data": 1})
+
+
+def test_hand_eye_recovers_offsets_and_reports_noise():
+    rng = np.random.default_rng(1)
+    n = 400
+    A = make_transform(Rotation.random(n, random_state=2).as_matrix(), rng.normal(size=(n, 3)))
+    X = make_transform(Rotation.from_euler("xyz", [90, 3, 88], degrees=True).as_matrix(), np.array([0.09, 0.01, 0.08]))
+    Y = make_transform(Rotation.from_euler("z", -40, degrees=True).as_matrix(), np.array([3.0, -1.0, 0.2]))
+    B = np.linalg.inv(Y) @ A @ X
+    r = solve_hand_eye(A, B)
+    np.testing.assert_allclose(r.T_head_device, X, atol=1e-9)
+    np.testing.assert_allclose(r.T_xworld_mworld, Y, atol=1e-9)
+    assert r.residual_m < 1e-9 and r.residual_deg < 1e-7
+    noisy = B.copy()
+    noisy[:, :3, 3] += rng.normal(0, 0.01, (n, 3))
+    r = solve_hand_eye(A, noisy)
+    assert 0.01 < r.residual_m < 0.025  # ~ sqrt(3) * 1 cm
+    np.testing.assert_allclose(r.T_head_device[:3, 3], X[:3, 3], atol=0.01)
+
+
+def test_hand_eye_degenerate_without_rotation():
+    A = make_transform(np.tile(np.eye(3), (50, 1, 1)), np.random.default_rng(0).normal(size=(50, 3)))
+    from egotwin_bench.curation.alignment import AlignmentError
+
+    with pytest.raises(AlignmentError, match="unobservable"):
+        solve_hand_eye(A, A, AlignmentConfig())
+
+
+def test_interpolate_poses_midpoint_and_gaps():
+    T = np.stack([np.eye(4), make_transform(Rotation.from_rotvec([0, 0, 1.0]).as_matrix(), np.array([2.0, 0, 0]))])
+    mid = interpolate_poses(np.array([0, 100]), T, np.array([50]))[0]
+    np.testing.assert_allclose(mid[:3, :3], Rotation.from_rotvec([0, 0, 0.5]).as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(mid[:3, 3], [1.0, 0, 0])
+    with pytest.raises(ValueError, match="leave the trajectory"):
+        interpolate_poses(np.array([0, 100]), T, np.array([101]))
+    assert max_gap_ns(np.array([0, 10, 50, 60]), 5, 55) == 40
+    assert max_gap_ns(np.array([0, 10]), 5, 11) == np.iinfo(np.int64).max
+
+
+def test_hand_visibility_known_answer():
+    K = np.array([[240.0, 0, 239.5], [0, 240.0, 239.5], [0, 0, 1]])
+    cam = np.tile(np.eye(4), (3, 1, 1))
+    hands = np.array([
+        [[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]],   # centre / behind
+        [[1.01, 0.0, 1.0], [0.99, 0.0, 1.0]],  # just outside / just inside the right edge (x = 240 px)
+        [[0.0, 0.0, 0.01], [0.0, 0.5, 1.0]],   # too close / inside
+    ])
+    vis = hand_visibility(hands, cam, K, 480)
+    np.testing.assert_array_equal(vis, [[True, False], [False, True], [False, True]])
+
+
+def test_splits_hold_out_subjects_and_locations_deterministically():
+    rng = np.random.default_rng(0)
+    keys = [SequenceKey(f"seq{i:02d}", f"subj{rng.integers(6)}", f"loc{rng.integers(4)}") for i in range(30)]
+    keys.append(SequenceKey("fresh", "newbie", "newplace"))
+    a = assign_splits(keys, SplitConfig(seed=3, test_fraction=0.2))
+    b = assign_splits(list(reversed(keys)), SplitConfig(seed=3, test_fraction=0.2))
+    assert a == b
+    by = {s: [k for k in keys if a[k.sequence_id] == s] for s in ("train", "val", "test")}
+    assert by["test"] and by["train"]
+    assert not {k.subject_id for k in by["test"]} & {k.subject_id for k in by["train"]}
+    assert not {k.location_id for k in by["test"]} & {k.location_id for k in by["train"]}
+    small = assign_splits(keys[:3] + [keys[-1]], SplitConfig(seed=0))
+    assert small["fresh"] == "test"

@@ -1,0 +1,75 @@
+"""Fréchet distance: closed forms, identity, monotonicity, degenerate covariances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from egotwin_bench.metrics.frechet import GaussianStats, frechet_distance, gaussian_stats, trace_sqrt_product
+
+
+def _random_spd(rng: np.random.Generator, d: int) -> np.ndarray:
+    a = rng.standard_normal((d, d))
+    return a @ a.T + 0.1 * np.eye(d)
+
+
+def test_diagonal_gaussians_match_closed_form(rng):
+    d = 16
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    v1, v2 = rng.uniform(0.5, 2, d), rng.uniform(0.5, 2, d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
+    got = frechet_distance(GaussianStats(mu1, np.diag(v1), 10), GaussianStats(mu2, np.diag(v2), 10))
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_full_covariances_match_symmetric_form(rng):
+    d = 24
+    s1, s2 = _random_spd(rng, d), _random_spd(rng, d)
+    r1 = scipy.linalg.sqrtm(s1).real
+    expected_trace = np.trace(scipy.linalg.sqrtm(r1 @ s2 @ r1).real)
+    assert trace_sqrt_product(s1, s2) == pytest.approx(expected_trace, rel=1e-8)
+    mu = rng.standard_normal(d)
+    got = frechet_distance(GaussianStats(mu, s1, 5), GaussianStats(mu + 1.0, s2, 5))
+    assert got == pytest.approx(d + np.trace(s1) + np.trace(s2) - 2 * expected_trace, rel=1e-8)
+
+
+def test_identical_sets_give_zero(rng):
+    x = rng.standard_normal((500, 32))
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_monotone_in_shift(rng):
+    x = rng.standard_normal((400, 16))
+    y = rng.standard_normal((400, 16))
+    scores = [frechet_distance(x, y + s) for s in (0.0, 0.25, 0.5, 1.0, 2.0)]
+    assert all(a < b for a, b in zip(scores, scores[1:])), scores
+    # noise of growing scale also grows the distance
+    noisy = [frechet_distance(x, x + s * rng.standard_normal(x.shape)) for s in (0.1, 0.5, 1.0, 2.0)]
+    assert all(a < b for a, b in zip(noisy, noisy[1:])), noisy
+
+
+def test_singular_covariances_fall_back_and_stay_finite(rng):
+    # fewer samples than dimensions: rank-deficient covariances (the 2048-d FID case on small sets)
+    x = rng.standard_normal((20, 64))
+    y = rng.standard_normal((20, 64)) + 0.5
+    d = frechet_distance(x, y)
+    assert np.isfinite(d) and d > 0
+    zero = GaussianStats(np.zeros(8), np.zeros((8, 8)), 2)
+    assert frechet_distance(zero, zero) == pytest.approx(0.0, abs=1e-12)
+    eye = GaussianStats(np.zeros(8), np.eye(8), 2)
+    assert frechet_distance(zero, eye) == pytest.approx(8.0, rel=1e-6)
+
+
+def test_stats_round_trip_and_input_errors(tmp_path, rng):
+    stats = gaussian_stats(rng.standard_normal((50, 4)))
+    stats.save(tmp_path / "s.npz")
+    back = GaussianStats.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(back.sigma, stats.sigma)
+    assert back.n == 50 and back.mu.dtype == np.float64
+    with pytest.raises(ValueError, match="at least 2"):
+        gaussian_stats(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        gaussian_stats(np.full((3, 4), np.nan))
+    with pytest.raises(ValueError, match="dimensions differ"):
+        frechet_distance(rng.standard_normal((5, 3)), rng.standard_normal((5, 4)))

@@ -1,0 +1,227 @@
+"""TransErr / RotErr known answers, the builtin VO on noise-free renders, the DROID-SLAM adapter."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from egotwin_bench import geometry, skeleton
+from egotwin_bench.estimators.base import default_intrinsics
+from egotwin_bench.estimators.builtin import BuiltinEstimator, kabsch_rotation
+from egotwin_bench.estimators.known_scenes import Room, camera_path, render_room
+from egotwin_bench.metrics.view_consistency import (
+    head_camera_trajectory,
+    least_squares_scale,
+    relative_to_first,
+    view_errors,
+)
+
+
+def random_trajectory(rng: np.random.Generator, n: int = 41) -> np.ndarray:
+    rotvec = np.cumsum(rng.normal(0, 0.05, (n, 3)), axis=0)
+    t = np.cumsum(rng.normal(0, 0.1, (n, 3)), axis=0)
+    R = geometry.quat_wxyz_to_matrix(np.concatenate([np.ones((n, 1)), rotvec / 2], axis=1))
+    return geometry.make_transform(R, t)
+
+
+def test_identical_trajectories_give_zero(rng):
+    T = random_trajectory(rng)
+    err = view_errors(T, T)
+    assert err.trans_err == pytest.approx(0.0, abs=1e-9)
+    assert err.rot_err == pytest.approx(0.0, abs=1e-6)
+    assert err.scale == pytest.approx(1.0)
+
+
+def test_known_rotation_offset_gives_its_angle(rng):
+    head = random_trajectory(rng)
+    angle = 0.3
+    offset = geometry.make_transform(geometry.rotation_about_z(np.array(angle)), np.zeros(3))
+    cam = head.copy()
+    # Frames 1..40 rotated about their own camera axis: relative rotations differ by `angle`,
+    # relative translations are unchanged.
+    cam[1:] = head[1:] @ offset
+    err = view_errors(cam, head)
+    assert err.rot_err == pytest.approx(angle, abs=1e-9)
+    assert err.trans_err == pytest.approx(0.0, abs=1e-9)
+
+
+def test_scale_and_world_frame_invariance(rng):
+    head = random_trajectory(rng)
+    noisy = head.copy()
+    noisy[:, :3, 3] += rng.normal(0, 0.05, (41, 3))
+    base = view_errors(noisy, head)
+    world = geometry.make_transform(geometry.rotation_about_z(np.array(1.1)), np.array([3.0, -2.0, 0.5]))
+    moved = world @ noisy
+    moved[:, :3, 3] *= 7.5
+    other = view_errors(moved, head)
+    assert other.trans_err == pytest.approx(base.trans_err, rel=1e-9)
+    assert other.rot_err == pytest.approx(base.rot_err, rel=1e-9)
+    assert other.scale == pytest.approx(base.scale / 7.5, rel=1e-9)
+    assert base.trans_err > 0.01
+
+
+def test_rotation_only_estimate_and_least_squares_scale(rng):
+    head = random_trajectory(rng)
+    cam = head.copy()
+    cam[:, :3, 3] = 0.0
+    err = view_errors(cam, head)
+    rel = relative_to_first(head)
+    assert err.scale == 0.0
+    assert err.trans_err == pytest.approx(np.linalg.norm(rel[1:, :3, 3], axis=1).mean())
+    a = rng.normal(size=(40, 3))
+    assert least_squares_scale(a, 2.5 * a) == pytest.approx(2.5)
+
+
+def test_head_camera_trajectory_takes_every_other_frame():
+    positions = np.zeros((81, 23, 3))
+    positions[:, skeleton.HEAD, 0] = np.arange(81)
+    rotations = np.tile(np.eye(3), (81, 23, 1, 1))
+    T_hc = geometry.make_transform(np.eye(3), np.array([0.0, 0.0, 0.1]))
+    cams = head_camera_trajectory(positions, rotations, T_hc)
+    assert cams.shape == (41, 4, 4)
+    np.testing.assert_allclose(cams[:, 0, 3], np.arange(0, 81, 2))
+    np.testing.assert_allclose(cams[:, 2, 3], 0.1)
+    with pytest.raises(ValueError, match="81 motion frames"):
+        head_camera_trajectory(positions[:80], rotations[:80], T_hc)
+
+
+def test_kabsch_recovers_rotation(rng):
+    R = geometry.quat_wxyz_to_matrix(np.array([0.9, 0.1, -0.3, 0.2]))
+    a = rng.normal(size=(50, 3))
+    np.testing.assert_allclose(kabsch_rotation(a, a @ R.T), R, atol=1e-12)
+
+
+# -- builtin visual odometry on noise-free renders ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def intrinsics() -> np.ndarray:
+    return default_intrinsics()
+
+
+def test_builtin_walk_small_error(intrinsics):
+    truth = camera_path("walk")
+    frames = render_room(truth, intrinsics, render_scale=0.5)
+    err = view_errors(BuiltinEstimator().estimate(frames, intrinsics), truth)
+    travelled = np.linalg.norm(relative_to_first(truth)[1:, :3, 3], axis=1).mean()
+    assert err.trans_err < 0.1 * travelled, (err, travelled)
+    assert err.rot_err < np.deg2rad(2.0), err
+
+
+def test_builtin_pure_rotation(intrinsics):
+    truth = camera_path("rotate")
+    frames = render_room(truth, intrinsics, render_scale=0.5)
+    poses = BuiltinEstimator().estimate(frames, intrinsics)
+    err = view_errors(poses, truth)
+    assert err.rot_err < np.deg2rad(0.5), err
+    # 60 degrees of turning must come out as rotation, not as translation.
+    assert geometry.geodesic_distance(relative_to_first(poses)[-1, :3, :3], relative_to_first(truth)[-1, :3, :3]) < 0.02
+
+
+def test_builtin_low_texture_does_not_fail(intrinsics):
+    truth = camera_path("walk", n_frames=6)
+    frames = render_room(truth, intrinsics, room=Room(blank=True), render_scale=0.25)
+    est = BuiltinEstimator()
+    poses = est.estimate(frames, intrinsics)
+    assert poses.shape == (6, 4, 4) and np.all(np.isfinite(poses))
+    assert est.fallback_frames == 5
+
+
+def test_builtin_rejects_bad_input(intrinsics):
+    with pytest.raises(ValueError, match="uint8"):
+        BuiltinEstimator().estimate(np.zeros((4, 8, 8, 3), np.float32), intrinsics)
+    with pytest.raises(ValueError, match="pinhole"):
+        BuiltinEstimator().estimate(np.zeros((4, 8, 8, 3), np.uint8), np.zeros((3, 3)))
+
+
+# -- DROID-SLAM adapter (fake droid_slam module; the real one needs CUDA extensions) -------------
+
+def test_droid_resize_crop_and_intrinsics():
+    from egotwin_bench.estimators.droid import droid_input_size, prepare_frame
+
+    h1, w1, hc, wc = droid_input_size(480, 480)
+    assert (h1, w1, hc, wc) == (443, 443, 440, 440)
+    assert hc * wc <= 384 * 512 and hc % 8 == 0 and wc % 8 == 0
+    frame = np.zeros((480, 480, 3), np.uint8)
+    frame[300, 100] = (255, 0, 0)  # a red dot (RGB)
+    K = np.array([[240.0, 0, 240], [0, 250.0, 230], [0, 0, 1]])
+    image, calib = prepare_frame(frame, K)
+    assert image.shape == (3, 440, 440) and image.dtype == np.uint8
+    s = 443 / 480
+    np.testing.assert_allclose(calib, [240 * s, 250 * s, 240 * s, 230 * s])
+    # The dot lands where the scaled intrinsics put it, in the BGR channel order.
+    y, x = np.unravel_index(np.argmax(image[2]), image[2].shape)
+    assert abs(x - 100 * s) <= 1.0 and abs(y - 300 * s) <= 1.0
+    assert image[0].max() < image[2].max()
+
+
+def test_droid_pose_conversion_round_trip(rng):
+    from egotwin_bench.estimators.droid import poses_from_droid
+
+    T = random_trajectory(rng, 5)
+    q = geometry.matrix_to_quat_wxyz(T[:, :3, :3])
+    traj = np.concatenate([T[:, :3, 3], q[:, 1:], q[:, :1]], axis=1)  # tx ty tz qx qy qz qw
+    np.testing.assert_allclose(poses_from_droid(traj), T, atol=1e-12)
+
+
+@pytest.fixture
+def fake_droid(monkeypatch):
+    """A stand-in `droid_slam` package recording what the adapter feeds it."""
+    calls: dict = {"track": []}
+
+    class Droid:
+        def __init__(self, args):
+            calls["args"] = args
+
+        def track(self, t, image, intrinsics=None):
+            calls["track"].append((t, tuple(image.shape), intrinsics.clone()))
+
+        def terminate(self, stream):
+            import torch
+
+            n = sum(1 for _ in stream)
+            traj = np.zeros((n, 7))
+            traj[:, 0] = np.arange(n) * 0.1
+            traj[:, 6] = 1.0
+            return torch.as_tensor(traj)
+
+    pkg = types.ModuleType("droid_slam")
+    mod = types.ModuleType("droid_slam.droid")
+    mod.Droid = Droid
+    pkg.droid = mod
+    monkeypatch.setitem(sys.modules, "droid_slam", pkg)
+    monkeypatch.setitem(sys.modules, "droid_slam.droid", mod)
+    return calls
+
+
+def test_droid_unavailable_reasons(monkeypatch, tmp_path):
+    from egotwin_bench.estimators.droid import DroidEstimator
+
+    monkeypatch.setitem(sys.modules, "droid_slam", None)  # import fails
+    reason = DroidEstimator(tmp_path / "droid.pth").unavailable_reason()
+    assert "not installed" in reason and "egotwin[droid]" in reason
+
+
+def test_droid_estimate_with_fake_module(fake_droid, monkeypatch, tmp_path, intrinsics):
+    import torch
+
+    from egotwin_bench.estimators import make_estimator
+
+    weights = tmp_path / "droid.pth"
+    est = make_estimator("droid", weights)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert "not found" in est.unavailable_reason() and "droid.pth" in est.unavailable_reason()
+    weights.write_bytes(b"x")
+    assert est.unavailable_reason() is None
+    frames = np.zeros((5, 480, 480, 3), np.uint8)
+    poses = est.estimate(frames, intrinsics)
+    assert poses.shape == (5, 4, 4)
+    np.testing.assert_allclose(poses[:, 0, 3], np.arange(5) * 0.1)
+    args = fake_droid["args"]
+    assert args.weights == str(weights) and args.image_size == [440, 440] and args.disable_vis
+    assert [c[0] for c in fake_droid["track"]] == list(range(5))
+    assert fake_droid["track"][0][1] == (1, 3, 440, 440)
+    np.testing.assert_allclose(fake_droid["track"][0][2].numpy(), intrinsics[[0, 1, 0, 1], [0, 1, 2, 2]] * 443 / 480,
+                               rtol=1e-6)
