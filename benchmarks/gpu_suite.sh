@@ -9,5 +9,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 timeout 150 python3 -m pytest -p no:cacheprovider -m gpu tests/test_gpu.py -q 2>&1 | tail -20 | tee "$OUT/gpu_tests.txt"
 run() { timeout "$1" python3 "${@:2}" 2> >(tail -5 >&2) | tee -a "$OUT/bench.jsonl"; }
 run 200 benchmarks/train_step.py --stage joint --batch 1 --steps 3 --warmup 1
+run 240 benchmarks/train_step.py --stage joint --batch 1 --steps 3 --warmup 2 --compile --ac-every 2
 run 90 benchmarks/train_step.py --stage t2m --batch 64 --steps 5 --warmup 2
 run 150 benchmarks/sample_speed.py --steps 50

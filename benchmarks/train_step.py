@@ -50,8 +50,8 @@ def _batch(cfg, stage: str, batch: int, video_hw: int, device, gen) -> dict:
             "t_motion": t[1] if d.asynchronous else (t[0] if video is not None else t[1])}
 
 
-def _time_steps(model, opt, batch, steps: int, warmup: int, device) -> float:
-    def step():
+def _train_step(model, opt, batch):
+    def step() -> None:
         out = model(batch["text"], batch["video"], batch["motion"], batch["t_video"], batch["t_motion"])
         loss = out.motion.float().pow(2).mean()
         if out.video is not None:
@@ -60,6 +60,10 @@ def _time_steps(model, opt, batch, steps: int, warmup: int, device) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    return step
+
+
+def _time_steps(step, steps: int, warmup: int, device) -> float:
     for _ in range(warmup):
         step()
     if device.type == "cuda":
@@ -72,6 +76,21 @@ def _time_steps(model, opt, batch, steps: int, warmup: int, device) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def _profile(step, rows: int, device) -> None:
+    """One step under torch.profiler; the `rows` costliest kernels go to stderr."""
+    import sys
+
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=70), file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="paper")
@@ -81,6 +100,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--backend", default="merged", help="masked attention backend: merged | flex | dense")
     ap.add_argument("--no-ac", action="store_true", help="disable activation checkpointing")
+    ap.add_argument("--ac-every", type=int, default=1, help="checkpoint every k-th block (1: all)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after timing, profile one step and print the N costliest kernels to stderr")
     ap.add_argument("--compile", action="store_true", help="torch.compile each block")
     ap.add_argument("--device", default=None)
     ap.add_argument("--skip-unmasked", action="store_true", help="do not time the unmasked variant")
@@ -97,7 +119,7 @@ def main() -> None:
         for name, p in model.named_parameters():
             p.requires_grad_("motion" in name)
     if not args.no_ac:
-        apply_activation_checkpointing(model.blocks)
+        apply_activation_checkpointing(model.blocks, every=args.ac_every)
     if args.compile:
         apply_compile(model.blocks)
     compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -109,12 +131,16 @@ def main() -> None:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    masked = _time_steps(model, opt, batch, args.steps, args.warmup, device)
+    step = _train_step(model, opt, batch)
+    masked = _time_steps(step, args.steps, args.warmup, device)
     peak_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     unmasked = None
     if not args.skip_unmasked:
         model.config = dataclasses.replace(model.config, interaction_mask=False)
-        unmasked = _time_steps(model, opt, batch, args.steps, args.warmup, device)
+        unmasked = _time_steps(step, args.steps, args.warmup, device)
+        model.config = dataclasses.replace(model.config, interaction_mask=True)
+    if args.profile and info.is_main:
+        _profile(step, args.profile, device)
 
     d = cfg.dit
     video_tokens = VIDEO_LATENT_FRAMES * (video_hw // d.patch_size) ** 2 if args.stage == "joint" else 0
@@ -131,7 +157,7 @@ def main() -> None:
         "stage": args.stage,
         "batch_per_gpu": args.batch,
         "tokens_per_sample": tokens,
-        "activation_checkpointing": not args.no_ac,
+        "activation_checkpointing": f"every {args.ac_every}" if not args.no_ac else False,
         "compile": args.compile,
         "mask_backend": args.backend,
         "step_time_s": round(masked, 4),

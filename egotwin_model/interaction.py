@@ -125,16 +125,19 @@ class MaskSpec:
         return "flex" if device.type == "cuda" else "dense"
 
 
+@torch.compiler.disable  # a cache hit, not a graph: keep torch.compile from re-tracing the mask build
 @lru_cache(maxsize=16)
 def _cached_dense(layout: TokenLayout, device: str) -> torch.Tensor:
     return dense_mask(layout, device)
 
 
+@torch.compiler.disable  # a cache hit, not a graph: keep torch.compile from re-tracing the mask build
 @lru_cache(maxsize=16)
 def _cached_block(layout: TokenLayout, device: str):
     return block_mask(layout, device)
 
 
+@torch.compiler.disable  # a cache hit, not a graph: keep torch.compile from re-tracing the mask build
 @lru_cache(maxsize=16)
 def _cached_merged(layout: TokenLayout, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     from egotwin_model.merged_attention import split_dense_mask

@@ -4,7 +4,8 @@ The interaction mask (DESIGN §6, `egotwin_model.interaction`) only restricts at
 video and the ~21 motion tokens. Token layout: ``[main | motion]`` with ``main`` = text + video
 (n_main tokens, unmasked among themselves) and ``motion`` = the last ``L_m`` tokens. So:
 
-* main queries over main keys: one fused flash-attention call, no mask (the expensive part);
+* main queries over main keys: one fused attention call, no mask (the expensive part; cuDNN on
+  Hopper GPUs, FlashAttention-2 on older ones, the flash-style kernel on CPU);
 * main queries over motion keys: a tiny dense (n_main x L_m) masked attention;
 * motion queries over all keys: a tiny dense (L_m x N) masked attention;
 
@@ -24,20 +25,43 @@ import torch
 _NEG_INF = float("-inf")
 
 
+def _use_cudnn(q: torch.Tensor) -> bool:
+    """cuDNN's fused attention (Hopper kernels) where SDPA itself would pick it; else FA2."""
+    return (q.is_cuda and torch.backends.cuda.cudnn_sdp_enabled()
+            and torch.cuda.get_device_capability(q.device) >= (9, 0))
+
+
 def _flash_forward(q, k, v, scale):
-    """Unmasked flash attention -> (out, lse natural-log (B, H, N) float32, backward state)."""
+    """Unmasked fused attention -> (out, lse natural-log (B, H, N) float32, backward state).
+
+    CUDA: cuDNN on Hopper (the kernel unmasked SDPA uses there), FlashAttention-2 otherwise;
+    CPU: the flash-style CPU kernel. The state records which kernel ran, for the backward.
+    """
+    if _use_cudnn(q):
+        out, lse, cq, ck, mq, mk, seed, offset, _ = torch.ops.aten._scaled_dot_product_cudnn_attention(
+            q, k, v, None, True, 0.0, False, False, scale=scale
+        )
+        return out, lse.reshape(lse.shape[:3]), ("cudnn", lse, cq, ck, mq, mk, seed, offset)
     if q.is_cuda:
         out, lse, cq, ck, mq, mk, seed, offset, _ = torch.ops.aten._scaled_dot_product_flash_attention(
             q, k, v, 0.0, False, False, scale=scale
         )
-        return out, lse, (cq, ck, mq, mk, seed, offset)
+        return out, lse, ("flash", cq, ck, mq, mk, seed, offset)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, scale=scale)
-    return out, lse, None
+    return out, lse, ("cpu",)
 
 
 def _flash_backward(dout, q, k, v, out, lse, state, scale):
-    if q.is_cuda:
-        cq, ck, mq, mk, seed, offset = state
+    """Backward of `_flash_forward`'s kernel, fed with `out` and `lse` (B, H, N) of our choice."""
+    kind = state[0]
+    if kind == "cudnn":
+        lse_like, cq, ck, mq, mk, seed, offset = state[1:]
+        return torch.ops.aten._scaled_dot_product_cudnn_attention_backward(
+            dout, q, k, v, out, lse.reshape(lse_like.shape).contiguous(), seed, offset, None, cq, ck, mq, mk,
+            0.0, False, scale=scale,
+        )
+    if kind == "flash":
+        cq, ck, mq, mk, seed, offset = state[1:]
         return torch.ops.aten._scaled_dot_product_flash_attention_backward(
             dout, q, k, v, out, lse, cq, ck, mq, mk, 0.0, False, seed, offset, scale=scale
         )
