@@ -1,45 +1,26 @@
 """`egotwin-model`: train the EgoTwin model and sample submissions.
 
-Each command lives in `egotwin_model/commands/<name>.py` as a `register(app)` function that
-defines it; heavy imports (torch, ray, cv2) happen inside the command bodies so `--help` is fast.
+Each command lives in `egotwin_model/commands/<name>.py` as a `register(app)` function
+(see `egotwin_bench.cli_app`).
 """
 
 from __future__ import annotations
 
-import importlib
-
-import typer
-
+from egotwin_bench.cli_app import build_app
 from egotwin_model import __version__
-
-app = typer.Typer(
-    name="egotwin-model",
-    help="EgoTwin generator: motion VAE, triple-branch diffusion transformer, training and sampling.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
 
 COMMAND_MODULES: tuple[str, ...] = (
     "train", "sample",
 )
 """Modules under `egotwin_model.commands` whose `register(app)` adds their command(s)."""
 
-
-@app.callback()
-def main() -> None:
-    """Run `COMMAND --help` for the options of each command."""
-
-
-@app.command()
-def version() -> None:
-    """Print the toolkit version."""
-    typer.echo(__version__)
-
-
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"egotwin_model.commands.{_name}").register(app)
-
+app = build_app(
+    "egotwin-model",
+    "EgoTwin generator: motion VAE, triple-branch diffusion transformer, training and sampling.",
+    __version__,
+    "egotwin_model.commands",
+    COMMAND_MODULES,
+)
 
 if __name__ == "__main__":
     app()
