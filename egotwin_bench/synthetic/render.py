@@ -24,8 +24,10 @@ GLOVE_COLOURS: dict[str, tuple[float, float, float]] = {
     "right": (0.90, 0.10, 0.85),  # magenta
 }
 """Glove colours (RGB in [0, 1]); no scene surface uses a saturated green or magenta."""
-GLOVE_LENGTH: float = 0.17
-"""The glove capsule runs from the wrist (Hand segment origin) this far along the hand, metres."""
+GLOVE_LENGTH: float = 0.12
+"""Length of the glove capsule's axis, metres. It is centred on the wrist (the Hand segment origin,
+the joint whose visibility the ground truth reports), so the glove shows exactly when that joint
+is in view, up to a few centimetres at the image border."""
 GLOVE_RADIUS: float = 0.045
 _LIGHT = np.array([0.3, 0.2, 0.93], dtype=np.float32) / np.linalg.norm([0.3, 0.2, 0.93])
 _FACE_SHADE = np.array([0.82, 0.9, 0.86, 0.78, 0.6, 1.0], dtype=np.float32)
@@ -69,10 +71,10 @@ class Outfit:
 
 
 def glove_segment(positions: np.ndarray, rotations: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """Glove capsule end points (wrist, fingertip side) for one posed frame."""
+    """Glove capsule end points (forearm side, fingertip side), centred on the wrist, one posed frame."""
     j = INDEX["LeftHand" if side == "left" else "RightHand"]
-    direction = np.array([0.0, GLOVE_LENGTH if side == "left" else -GLOVE_LENGTH, 0.0])
-    return positions[j], positions[j] + rotations[j] @ direction
+    half = rotations[j] @ np.array([0.0, 0.5 * GLOVE_LENGTH if side == "left" else -0.5 * GLOVE_LENGTH, 0.0])
+    return positions[j] - half, positions[j] + half
 
 
 class Renderer:
@@ -99,7 +101,7 @@ class Renderer:
         if dist <= radius * 1.001:
             return np.arange(self.rays.dirs.shape[0])
         half = np.arcsin(min(1.0, radius / dist))
-        cos_c = self.rays.tile_dirs @ (centre_cam / dist)
+        cos_c = _dot3(self.rays.tile_dirs, centre_cam / dist)
         tile_angle = np.arccos(np.clip(self.rays.tile_cos, -1, 1))
         hit = np.arccos(np.clip(cos_c, -1, 1)) <= half + tile_angle
         if not hit.any():
@@ -118,7 +120,10 @@ class Renderer:
         """
         R = T_world_camera[:3, :3].astype(np.float32)
         o = T_world_camera[:3, 3].astype(np.float32)
-        dx, dy, dz = R @ self.rays.dirs_t  # (3, N) world directions, one contiguous row per axis
+        # (3, N) world directions, one contiguous row per axis; elementwise, not BLAS, so every
+        # process and thread count gives the same bits (texture lookups are sensitive to them).
+        X, Y, Z = self.rays.dirs_t
+        dx, dy, dz = (R[k, 0] * X + R[k, 1] * Y + R[k, 2] * Z for k in range(3))
         n = dx.shape[0]
         # Room (seen from inside): exit distance of the AABB, axis by axis (struct of arrays).
         lo, hi = self.scene.room_lo.astype(np.float32), self.scene.room_hi.astype(np.float32)
@@ -187,9 +192,9 @@ class Renderer:
                 depth[s] = th
                 p = o + th[:, None] * ds[hit]
                 ba = (pb - pa).astype(np.float32)
-                h = np.clip(((p - pa) @ ba) / max(float(ba @ ba), 1e-12), 0.0, 1.0)
+                h = np.clip(_dot3(p - pa, ba) / max(float(ba @ ba), 1e-12), 0.0, 1.0)
                 normal = (p - pa - h[:, None] * ba) / np.float32(r)
-                lambert = np.float32(0.55) + np.float32(0.45) * np.clip(normal @ _LIGHT, 0.0, 1.0)
+                lambert = np.float32(0.55) + np.float32(0.45) * np.clip(_dot3(normal, _LIGHT), 0.0, 1.0)
                 body_hits.append((s, outfit.colour(key) * lambert[:, None]))
                 label[s] = {"left_glove": LABEL_LEFT_GLOVE, "right_glove": LABEL_RIGHT_GLOVE}.get(key, LABEL_BODY)
 
@@ -217,6 +222,12 @@ class Renderer:
         return image.reshape(h, w, 3), labels.reshape(h, w)
 
 
+def _dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M, 3) . (3,) -> (M,) elementwise (bitwise reproducible, unlike a threaded BLAS gemv)."""
+    b = np.asarray(b, dtype=a.dtype)
+    return a[:, 0] * b[0] + a[:, 1] * b[1] + a[:, 2] * b[2]
+
+
 def _capsule_hits(d: np.ndarray, o: np.ndarray, a: np.ndarray, b: np.ndarray, r: np.float32) -> np.ndarray:
     """(M,) nearest positive hit distance of rays o + t d with the capsule [a, b] radius r (inf: miss)."""
     ba = b - a
@@ -224,8 +235,8 @@ def _capsule_hits(d: np.ndarray, o: np.ndarray, a: np.ndarray, b: np.ndarray, r:
     baba = float(ba @ ba)
     baoa = float(ba @ oa)
     oaoa = float(oa @ oa)
-    bard = d @ ba
-    rdoa = d @ oa
+    bard = _dot3(d, ba)
+    rdoa = _dot3(d, oa)
     k2 = baba - bard * bard
     k1 = baba * rdoa - baoa * bard
     k0 = baba * oaoa - baoa * baoa - r * r * baba
@@ -238,7 +249,7 @@ def _capsule_hits(d: np.ndarray, o: np.ndarray, a: np.ndarray, b: np.ndarray, r:
         out[body] = t[body]
         # Caps: spheres at a (y <= 0) or b (y >= baba).
         for centre_oc in (oa, o - b):
-            bb = d @ centre_oc
+            bb = _dot3(d, centre_oc)
             cc = float(centre_oc @ centre_oc) - r * r
             h = bb * bb - cc
             tc = -bb - np.sqrt(h)

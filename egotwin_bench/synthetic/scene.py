@@ -8,6 +8,7 @@ offset per face, so no two faces show the same pattern and no face repeats withi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -100,18 +101,18 @@ def noise_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE) -> np.ndar
     for cells, amp in ((8, 1.0), (32, 0.7), (128, 0.5), (512, 0.35), (size, 0.2)):
         grid = rng.random((cells, cells, 3), dtype=np.float32)
         grid[..., 1:] = 0.6 * grid[..., :1] + 0.4 * grid[..., 1:]  # mostly luminance, some chroma
-        grid[..., 0] = grid[..., 0]
         up = cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC) if cells != size else grid
         acc += amp * up
         amp_total += amp
     acc /= amp_total
     # Dark and light blobs (stains, posters, marks) break up the noise statistics.
-    for _ in range(2500):
-        c = rng.integers(0, size, 2)
-        r = int(rng.integers(1, 9))
-        val = rng.uniform(0.0, 1.0, 3) * 0.3 + float(rng.choice([0.1, 0.75]))
-        cv2.circle(acc, (int(c[0]), int(c[1])), r, tuple(float(x) for x in val), -1)
-    lo, hi = np.percentile(acc, [1, 99])
+    n_blobs = 2500
+    centres = rng.integers(0, size, (n_blobs, 2))
+    radii = rng.integers(1, 9, n_blobs)
+    values = rng.uniform(0.0, 1.0, (n_blobs, 3)) * 0.3 + rng.choice([0.1, 0.75], (n_blobs, 1))
+    for c, r, val in zip(centres.tolist(), radii.tolist(), values.tolist()):
+        cv2.circle(acc, (c[0], c[1]), r, val, -1)
+    lo, hi = np.percentile(acc[::4, ::4], [1, 99])
     return np.clip((acc - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
 
 
@@ -119,8 +120,11 @@ def _pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
 
+@lru_cache(maxsize=8)
 def make_scene(location_index: int, seed: int) -> Scene:
-    """A deterministic room for `location_index` (different layout per index and seed)."""
+    """A deterministic room for `location_index` (different layout per index and seed).
+
+    Cached per process (sequences sharing a location reuse it); treat the result as read-only."""
     rng = np.random.default_rng([seed, 7919, location_index])
     size = np.array([rng.uniform(6.0, 8.5), rng.uniform(5.0, 7.0), rng.uniform(2.6, 3.0)])
     room_lo = np.array([-size[0] / 2, -size[1] / 2, 0.0])

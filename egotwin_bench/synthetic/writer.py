@@ -1,0 +1,406 @@
+"""Put synthetic sequences on disk in the Nymeria layout (docs/data_format.md, docs/synthetic.md).
+
+One sequence = one scene (location) + one subject + one activity script. All streams sample the
+same continuous motion on the master clock of `body.MASTER_HZ` (t = seconds since the Xsens
+start):
+
+* Xsens ``body/xdata.npz`` at 240 Hz, ``timestamps_us`` in TIME_CODE: ``timecode_start_ns + t``.
+* Device time = TIME_CODE + ``timecode_to_device_offset_ns`` (a constant per sequence, whole µs;
+  in metadata.json, synthetic_gt/sequence.json and per frame in rgb_timestamps.csv).
+* MPS ``closed_loop_trajectory.csv`` at `trajectory_hz` (default 1 kHz like MPS), device time,
+  ``T_mpsworld_device = T_mpsworld_xsensworld @ T_world_head @ T_head_device``; the MPS world is
+  the Xsens world turned about Z and shifted (gravity aligned, its own origin and yaw).
+* RGB at `fps` (frame i at t = i / fps), rendered from ``T_world_head @ T_head_camera`` (raw,
+  sensor-oriented camera), written as the exported recording.
+
+Writes are atomic per sequence (a hidden temp folder renamed when complete) and resumable (a
+finished sequence folder is skipped). Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from egotwin_bench.constants import HAND_ORDER, XSENS_FPS
+from egotwin_bench.geometry import invert_transform, make_transform, matrix_to_quat_wxyz, rotation_about_z
+from egotwin_bench.skeleton import HANDS, HEAD, NUM_SEGMENTS
+from egotwin_bench.synthetic import faults as F
+from egotwin_bench.synthetic.body import MASTER_HZ, compute_channels, make_subject, pose_at
+from egotwin_bench.synthetic.camera import T_RAW_UPRIGHT, aria_rgb_calibration, make_rig, ray_table_for
+from egotwin_bench.synthetic.narration import (
+    ACTIVITY_COLUMN,
+    ATOMIC_COLUMN,
+    MOTION_COLUMNS,
+    activity_summary,
+    atomic_text,
+    group_windows,
+    motion_texts,
+)
+from egotwin_bench.synthetic.render import GLOVE_COLOURS, LABEL_BODY, LABEL_LEFT_GLOVE, LABEL_RIGHT_GLOVE, Outfit, Renderer
+from egotwin_bench.synthetic.scene import make_scene
+from egotwin_bench.synthetic.script import make_script
+
+GT_DIR = "synthetic_gt"
+GT_FRAMES = f"{GT_DIR}/frames.npz"
+GT_SEQUENCE = f"{GT_DIR}/sequence.json"
+MPS_COLUMNS: tuple[str, ...] = (
+    "graph_uid", "tracking_timestamp_us", "utc_timestamp_ns",
+    "tx_world_device", "ty_world_device", "tz_world_device",
+    "qx_world_device", "qy_world_device", "qz_world_device", "qw_world_device",
+    "device_linear_velocity_x_device", "device_linear_velocity_y_device", "device_linear_velocity_z_device",
+    "angular_velocity_x_device", "angular_velocity_y_device", "angular_velocity_z_device",
+    "gravity_x_world", "gravity_y_world", "gravity_z_world", "quality_score",
+    "geo_available", "tx_ecef_device", "ty_ecef_device", "tz_ecef_device",
+    "qx_ecef_device", "qy_ecef_device", "qz_ecef_device", "qw_ecef_device",
+)
+"""The closed-loop trajectory columns of current MPS output (projectaria_tools
+`read_closed_loop_trajectory`); no geo-localisation: ``geo_available`` 0, ECEF pose identity."""
+_NO_GEO = ("0", "0", "0", "0", "0", "0", "0", "1")
+GRAVITY_MPS = (0.0, 0.0, -9.81)
+UTC_EPOCH_NS: int = 1_700_000_000 * 10**9
+"""utc_timestamp_ns = this + device time (only to fill the column)."""
+_SHIRTS = ((0.30, 0.35, 0.55), (0.55, 0.20, 0.20), (0.25, 0.25, 0.28), (0.75, 0.70, 0.55), (0.20, 0.40, 0.45))
+_TROUSERS = ((0.20, 0.20, 0.25), (0.35, 0.30, 0.25), (0.15, 0.20, 0.35), (0.45, 0.42, 0.38))
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Options of `make-synthetic` (units in the names)."""
+
+    sequences: int = 4
+    seconds: float = 30.0
+    seed: int = 0
+    resolution: int = 704
+    """RGB image width = height, pixels (Aria: 1408)."""
+    fps: int = 10
+    """RGB frame rate; must divide `MASTER_HZ` (6000)."""
+    trajectory_hz: int = 1000
+    """MPS closed-loop rate; must divide 6000 and 1e6 (MPS itself: 1000)."""
+    faults: tuple[str, ...] = ()
+    crf: int = 18
+
+    def __post_init__(self) -> None:
+        if self.sequences < 1:
+            raise ValueError("sequences must be >= 1")
+        if self.seconds < 6.0:
+            raise ValueError("seconds must be >= 6 (a 5 s clip plus margins)")
+        if MASTER_HZ % self.fps or self.fps <= 0:
+            raise ValueError(f"fps must divide {MASTER_HZ} (e.g. 5, 8, 10, 20, 30), got {self.fps}")
+        if self.trajectory_hz <= 0 or MASTER_HZ % self.trajectory_hz or 1_000_000 % self.trajectory_hz:
+            raise ValueError(f"trajectory_hz must divide {MASTER_HZ} and 1e6 (e.g. 100, 200, 1000), got {self.trajectory_hz}")
+        if self.resolution < 64 or self.resolution % 2:
+            raise ValueError(f"resolution must be even and >= 64, got {self.resolution}")
+        unknown = [f for f in self.faults if f not in F.FAULTS]
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; choose from {', '.join(F.FAULTS)}")
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """Which subject, location and faults one sequence gets."""
+
+    index: int
+    sequence_id: str
+    subject_index: int
+    location_index: int
+    faults: tuple[str, ...] = field(default=())
+
+
+def assign_ids(sequences: int) -> list[tuple[int, int]]:
+    """(subject, location) per sequence: every sequence its own subject; the first N-1 share
+    ceil((N-1)/2) locations in turn, the last gets a location of its own, so the last sequence's
+    subject and location appear nowhere else. 4 -> (0,0),(1,1),(2,0),(3,2)."""
+    if sequences == 1:
+        return [(0, 0)]
+    shared = max(1, (sequences - 1 + 1) // 2)
+    return [(i, i % shared) for i in range(sequences - 1)] + [(sequences - 1, shared)]
+
+
+def sequence_specs(config: SyntheticConfig) -> list[SequenceSpec]:
+    faults = F.assign_faults(config.faults, config.sequences)
+    return [
+        SequenceSpec(i, f"synth_s{config.seed}_{i:03d}", s, loc, faults.get(i, ()))
+        for i, (s, loc) in enumerate(assign_ids(config.sequences))
+    ]
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _angular_velocity_body(R: np.ndarray, hz: float) -> np.ndarray:
+    """(N, 3) body-frame angular velocity (rad/s) of (N, 3, 3) rotations sampled at `hz`."""
+    from scipy.spatial.transform import Rotation
+
+    rel = np.swapaxes(R[:-1], -1, -2) @ R[1:]
+    w = Rotation.from_matrix(rel).as_rotvec() * hz
+    return np.concatenate([w, w[-1:]], axis=0)
+
+
+def hand_visibility(calibration, T_world_camera: np.ndarray, hand_positions: np.ndarray) -> np.ndarray:
+    """(N, 2) bool: hand joint (left, right) in front of the raw camera and projecting inside
+    the image's valid circle. `T_world_camera` (N, 4, 4); `hand_positions` (N, 2, 3) world."""
+    T_cw = invert_transform(T_world_camera)
+    p = np.einsum("nij,nkj->nki", T_cw[:, :3, :3], hand_positions) + T_cw[:, None, :3, 3]
+    w, h = (int(v) for v in calibration.get_image_size())
+    out = np.zeros(p.shape[:2], dtype=bool)
+    for n in range(p.shape[0]):
+        for k in range(p.shape[1]):
+            if p[n, k, 2] <= 1e-3:
+                continue
+            uv = calibration.project(p[n, k])
+            out[n, k] = uv is not None and 0 <= uv[0] < w and 0 <= uv[1] < h
+    return out
+
+
+def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
+                   on_frame: Callable[[], None] | None = None) -> Path:
+    """Generate and write one sequence folder (atomically); returns its path."""
+    final = Path(out_root) / spec.sequence_id
+    if final.is_dir():
+        return final
+    tmp = Path(out_root) / f".{spec.sequence_id}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        _generate(tmp, spec, config, on_frame)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, final)
+    return final
+
+
+def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame: Callable[[], None] | None) -> None:
+    from egotwin_bench.nymeria import layout as L
+    from egotwin_bench.nymeria.exported_recording import ExportedRecordingWriter
+
+    rng = np.random.default_rng([config.seed, 31337, spec.index])
+    scene = make_scene(spec.location_index, config.seed)
+    subject = make_subject(spec.subject_index, config.seed)
+    outfit = Outfit(_SHIRTS[int(rng.integers(len(_SHIRTS)))], _TROUSERS[int(rng.integers(len(_TROUSERS)))])
+    seconds = float(config.seconds)
+    script = make_script(scene, seconds, rng)
+    channels = compute_channels(script, seconds)
+    rig = make_rig(rng)
+    # Clocks: TIME_CODE of the Xsens start, and device = TIME_CODE + offset (whole microseconds).
+    timecode_start_ns = int(rng.integers(3_600, 80_000)) * 10**9 + int(rng.integers(0, 10**6)) * 1000
+    device_start_ns = int(rng.integers(20, 300)) * 10**9 + int(rng.integers(0, 10**6)) * 1000
+    offset_ns = device_start_ns - timecode_start_ns
+    yaw_m = float(rng.uniform(-np.pi, np.pi))
+    T_mps_xsens = make_transform(rotation_about_z(np.array(yaw_m)), np.array([*rng.uniform(-4, 4, 2), rng.uniform(-1.8, -1.2)]))
+    fault_log: dict[str, dict] = {}
+
+    # --- Xsens at 240 Hz ---
+    n_x = int(np.floor(seconds * XSENS_FPS + 1e-9)) + 1
+    pos_x, rot_x = pose_at(subject, channels, np.arange(n_x) * (MASTER_HZ // XSENS_FPS))
+    t_us = np.round((timecode_start_ns + np.arange(n_x) * 1e9 / XSENS_FPS) / 1000).astype(np.int64)
+    q = matrix_to_quat_wxyz(rot_x)
+    for fault in spec.faults:
+        if fault in ("jittered_timestamps", "irregular_timestamps"):
+            t_us, fault_log[fault] = F.apply_timestamp_fault(t_us, fault, rng)
+        elif fault == "zero_quaternions":
+            q, fault_log[fault] = F.apply_zero_quaternions(q, rng)
+    (root / "body").mkdir()
+    np.savez(root / L.XDATA,
+             segment_tXYZ=pos_x.reshape(n_x, NUM_SEGMENTS * 3).astype(np.float32),
+             segment_qWXYZ=q.reshape(n_x, NUM_SEGMENTS * 4).astype(np.float32),
+             timestamps_us=t_us, segmentCount=np.int64(NUM_SEGMENTS), framerate=np.int64(XSENS_FPS))
+
+    # --- MPS closed-loop trajectory ---
+    hz = config.trajectory_hz
+    n_m = int(np.floor(seconds * hz + 1e-9)) + 1
+    pos_m, rot_m = pose_at(subject, channels, np.arange(n_m) * (MASTER_HZ // hz))
+    T_wd = make_transform(rot_m[:, HEAD], pos_m[:, HEAD]) @ rig.T_head_device
+    T_md = T_mps_xsens @ T_wd
+    del pos_m, rot_m
+    R_md = T_md[:, :3, :3]
+    vel_world = np.gradient(T_md[:, :3, 3], 1.0 / hz, axis=0)
+    vel_dev = np.einsum("nji,nj->ni", R_md, vel_world)
+    ang_dev = _angular_velocity_body(R_md, hz)
+    quat = matrix_to_quat_wxyz(R_md)  # w, x, y, z
+    dev_us = device_start_ns // 1000 + np.arange(n_m) * (1_000_000 // hz)
+    rows = []
+    for j in range(n_m):
+        rows.append(["synthetic-graph", int(dev_us[j]), UTC_EPOCH_NS + int(dev_us[j]) * 1000,
+                     *(f"{v:.9f}" for v in T_md[j, :3, 3]), *(f"{v:.9f}" for v in (*quat[j, 1:], quat[j, 0])),
+                     *(f"{v:.6f}" for v in vel_dev[j]), *(f"{v:.6f}" for v in ang_dev[j]), *GRAVITY_MPS, "1.0", *_NO_GEO])
+    _write_csv(root / L.CLOSED_LOOP, list(MPS_COLUMNS), rows)
+    del rows
+
+    # --- RGB: render, encode, ground truth ---
+    calibration = aria_rgb_calibration(config.resolution, rig.T_device_camera)
+    renderer = Renderer(scene, ray_table_for(config.resolution))
+    n_f = int(np.floor(seconds * config.fps + 1e-9)) + 1
+    pos_f, rot_f = pose_at(subject, channels, np.arange(n_f) * (MASTER_HZ // config.fps))
+    T_world_head = make_transform(rot_f[:, HEAD], pos_f[:, HEAD])
+    T_world_cam = T_world_head @ rig.T_head_camera
+    frame_tc = timecode_start_ns + np.round(np.arange(n_f) * 1e9 / config.fps).astype(np.int64)
+    frame_dev = frame_tc + offset_ns
+    glove_pixels = np.zeros((n_f, 2), dtype=np.int64)
+    body_pixels = np.zeros(n_f, dtype=np.int64)
+    with ExportedRecordingWriter(root / L.HEAD_DATA_DIR, calibration, config.fps, config.crf) as rec:
+        for i in range(n_f):
+            image, labels = renderer.render(T_world_cam[i], pos_f[i], rot_f[i], outfit)
+            counts = np.bincount(labels.ravel(), minlength=5)
+            glove_pixels[i] = counts[LABEL_LEFT_GLOVE], counts[LABEL_RIGHT_GLOVE]
+            body_pixels[i] = counts[LABEL_BODY]
+            rec.write(image, int(frame_dev[i]), int(frame_tc[i]))
+            if on_frame is not None:
+                on_frame()
+    visible = hand_visibility(calibration, T_world_cam, pos_f[:, list(HANDS)])
+    (root / GT_DIR).mkdir()
+    np.savez_compressed(
+        root / GT_FRAMES,
+        frame_timecode_ns=frame_tc, frame_device_time_ns=frame_dev,
+        T_world_head=T_world_head, T_world_device=T_world_head @ rig.T_head_device,
+        T_world_camera_raw=T_world_cam, T_world_camera_upright=T_world_cam @ T_RAW_UPRIGHT,
+        hand_visible=visible, glove_pixels=glove_pixels, body_pixels=body_pixels,
+    )
+
+    # --- narrations (TIME_CODE integer ns) ---
+    def tc(s: float) -> int:
+        return int(timecode_start_ns + round(s * 1e9))
+
+    windows = group_windows(script, seconds, rng)
+    _write_csv(root / L.NARRATION_DIR / "atomic_action.csv", ["start_time", "end_time", ATOMIC_COLUMN],
+               [[tc(w.t0), tc(w.t1), atomic_text(w, rng)] for w in windows])
+    motion_windows = group_windows(script, seconds, rng)
+    _write_csv(root / L.NARRATION_DIR / "motion_narration.csv", ["start_time", "end_time", *MOTION_COLUMNS],
+               [[tc(w.t0), tc(w.t1), *motion_texts(w, rng).values()] for w in motion_windows])
+    _write_csv(root / L.NARRATION_DIR / "activity_summarization.csv", ["start_time", "end_time", ACTIVITY_COLUMN],
+               [[tc(0.0), tc(seconds), activity_summary(script)]])
+
+    # --- metadata and sequence-level ground truth ---
+    for fault in spec.faults:
+        if fault in F.FILE_FAULTS:
+            fault_log[fault] = F.apply_file_fault(root, fault)
+    synthetic = {
+        "seed": config.seed, "index": spec.index, "generator": "egotwin-bench make-synthetic",
+        "timecode_to_device_offset_ns": int(offset_ns), "timecode_start_ns": int(timecode_start_ns),
+        "T_mpsworld_xsensworld": T_mps_xsens.tolist(), "rgb_fps": config.fps, "resolution": config.resolution,
+        "trajectory_hz": hz, "faults": list(spec.faults),
+    }
+    metadata = {"sequence_id": spec.sequence_id, "subject_id": subject.subject_id, "location_id": scene.location_id,
+                "synthetic": synthetic}
+    gt = {
+        "sequence_id": spec.sequence_id, "config": _config_json(config),
+        **synthetic,
+        "T_head_device": rig.T_head_device.tolist(),
+        "T_device_camera_raw": rig.T_device_camera.tolist(),
+        "T_head_camera_raw": rig.T_head_camera.tolist(),
+        "T_head_camera_upright": rig.T_head_camera_upright.tolist(),
+        "T_raw_upright": T_RAW_UPRIGHT.tolist(),
+        "hand_order": list(HAND_ORDER), "glove_colours": GLOVE_COLOURS,
+        "subject": {"subject_id": subject.subject_id, "height_m": subject.height_m,
+                    "pelvis_height_m": subject.pelvis_height, "offsets": subject.offsets.tolist()},
+        "scene": {"location_id": scene.location_id, "room_lo": scene.room_lo.tolist(), "room_hi": scene.room_hi.tolist(),
+                  "boxes": [{"name": b.name, "kind": b.kind, "lo": b.lo.tolist(), "hi": b.hi.tolist(),
+                             "colour": list(b.colour)} for b in scene.boxes]},
+        "script": [{**a.to_json(), "t0_timecode_ns": tc(a.t0), "t1_timecode_ns": tc(min(a.t1, seconds))} for a in script],
+        "fault_details": fault_log,
+        "frames": {"file": GT_FRAMES, "count": n_f},
+    }
+    _atomic_text(root / GT_SEQUENCE, json.dumps(gt, indent=1, default=_json_default))
+    _atomic_text(root / L.METADATA, json.dumps(metadata, indent=1))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _worker(args) -> str:
+    out_root, spec, config, queue = args
+    on_frame = (lambda: queue.put(1)) if queue is not None else None
+    return str(write_sequence(Path(out_root), spec, config, on_frame))
+
+
+def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
+                   progress: Callable[[int], None] | None = None) -> list[Path]:
+    """Write `config.sequences` sequences under `out` (existing complete ones are kept).
+
+    Args:
+        workers: processes rendering sequences in parallel (one sequence each, "spawn" start
+            method: a script calling this with workers > 1 needs the ``if __name__ == "__main__":``
+            guard).
+        progress: called with a number of frames rendered (for a progress bar).
+    Returns the sequence folders in order.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = sequence_specs(config)
+    todo = pending_specs(out, config)
+    if workers <= 1 or len(todo) <= 1:
+        for spec in todo:
+            write_sequence(out, spec, config, (lambda: progress(1)) if progress else None)
+    else:
+        import multiprocessing as mp
+        import queue as queue_mod
+
+        ctx = mp.get_context("spawn")
+        with ctx.Manager() as manager:
+            q = manager.Queue()
+            with ctx.Pool(min(workers, len(todo))) as pool:
+                result = pool.map_async(_worker, [(str(out), s, config, q) for s in todo])
+                while not result.ready() or not q.empty():
+                    try:
+                        q.get(timeout=0.2)
+                        if progress:
+                            progress(1)
+                    except queue_mod.Empty:
+                        pass
+                result.get()
+    return [out / s.sequence_id for s in specs]
+
+
+def _config_json(config: SyntheticConfig) -> dict:
+    return {**asdict(config), "faults": list(config.faults)}
+
+
+def pending_specs(out: str | Path, config: SyntheticConfig) -> list[SequenceSpec]:
+    """The sequences of `config` not yet complete under `out`.
+
+    Raises ValueError when a complete sequence folder was written with other options (resuming
+    would mix two datasets)."""
+    todo = []
+    for spec in sequence_specs(config):
+        gt = Path(out) / spec.sequence_id / GT_SEQUENCE
+        if not gt.parent.parent.is_dir():
+            todo.append(spec)
+            continue
+        try:
+            written = json.loads(gt.read_text()).get("config")
+        except (OSError, json.JSONDecodeError):
+            written = None
+        if written != _config_json(config):
+            raise ValueError(f"{gt.parent.parent} exists but was written with other options ({written}); "
+                             "use another --out or delete it")
+    return todo
+
+
+def frames_per_sequence(config: SyntheticConfig) -> int:
+    """RGB frames of one sequence (frame i at i / fps for i / fps <= seconds)."""
+    return int(np.floor(config.seconds * config.fps + 1e-9)) + 1
