@@ -27,10 +27,22 @@ def calibration():
                              RAW, RAW, 0.5 * RAW, 1.4, "test")
 
 
+def _with_extrinsics_of(calibration, T_device_camera: np.ndarray):
+    from projectaria_tools.core.calibration import CameraCalibration
+    from projectaria_tools.core.sophus import SE3
+
+    return CameraCalibration(calibration.get_label(), calibration.get_model_name(), calibration.get_projection_params(),
+                             SE3.from_matrix(T_device_camera), RAW, RAW, 0.5 * RAW, 1.4, "test")
+
+
 def test_table_matches_fisheye_projection(calibration):
     view = PinholeView(size=480, focal_px=240.0)
     table = remap_table(calibration, view)
-    assert remap_table(calibration, view) is table  # cached per calibration
+    assert remap_table(calibration, view).map_x is table.map_x  # cached per camera intrinsics
+    moved = _with_extrinsics_of(calibration, np.diag([1.0, -1.0, -1.0, 1.0]) @ calibration.get_transform_device_camera().to_matrix())
+    other = remap_table(moved, view)
+    assert other.map_x is table.map_x  # same intrinsics, other extrinsics: same maps, own pose
+    np.testing.assert_allclose(other.T_device_camera, np.diag([1.0, -1.0, -1.0, 1.0]) @ table.T_device_camera, atol=1e-12)
     assert table.valid_fraction == 1.0
     np.testing.assert_allclose(table.K, [[240, 0, 239.5], [0, 240, 239.5], [0, 0, 1]])
     R_raw_up = calibration.get_transform_device_camera().to_matrix()[:3, :3].T @ table.T_device_camera[:3, :3]
@@ -71,3 +83,31 @@ def test_undistorted_pattern_lands_within_a_pixel(calibration):
     # The upright frame is also upright: image x goes with +X of the pattern, y with +Y.
     assert err(0.0) < 3.0
     assert err(1.0) > err(0.0) + 2.0 and err(-1.0) > err(0.0) + 2.0
+
+
+def test_undistorted_render_matches_a_pinhole_render_of_the_same_scene():
+    """A synthetic room rendered through the Aria fisheye and undistorted equals the same room
+    rendered directly through the stored pinhole camera, to a small fraction of a pixel."""
+    import cv2
+
+    from egotwin_bench.curation.undistort import _linear_upright
+    from egotwin_bench.geometry import make_transform
+    from egotwin_bench.synthetic.camera import aria_rgb_calibration, build_ray_table
+    from egotwin_bench.synthetic.render import Renderer
+    from egotwin_bench.synthetic.scene import make_scene
+
+    scene = make_scene(0, 0)
+    fisheye = aria_rgb_calibration(704, np.eye(4))
+    view = PinholeView()
+    table = build_remap_table(fisheye, view)
+    # Upright camera (x right, y down, z forward) 1.6 m above the walkway centre, looking along yaw 40°.
+    R_world_up = Rotation.from_euler("z", 40, degrees=True).as_matrix() @ np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0.0]])
+    centre = (scene.walk_lo + scene.walk_hi) / 2
+    T_world_up = make_transform(R_world_up, np.array([centre[0], centre[1], 1.6]))
+    raw, _ = Renderer(scene, build_ray_table(fisheye)).render(T_world_up @ np.linalg.inv(table.T_device_camera))
+    direct, _ = Renderer(scene, build_ray_table(_linear_upright(fisheye, view))).render(T_world_up)
+    out = undistort(raw, table)
+    gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[20:-20, 20:-20].astype(np.float64) for im in (out, direct)]
+    (dx, dy), response = cv2.phaseCorrelate(gray[0], gray[1])
+    assert response > 0.5 and abs(dx) < 0.1 and abs(dy) < 0.1, (dx, dy, response)
+    assert np.abs(out.astype(float) - direct)[20:-20, 20:-20].mean() < 3.0

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from egotwin_bench.constants import VIDEO_FRAMES
 from egotwin_bench.curation.alignment import AlignmentConfig, solve_hand_eye
 from egotwin_bench.curation.splits import SequenceKey, SplitConfig, assign_splits
 from egotwin_bench.curation.trajectory import interpolate_poses, max_gap_ns
@@ -106,20 +104,26 @@ def _table(tmp_path, windows, texts):
 
 
 def test_clip_windows_policy(tmp_path):
-    s = 10**12
+    s, g = 10**12, 10**9
     table = _table(tmp_path, [
-        (s, s + 12 * 10**9),                       # 12 s -> two clips centred (1 s margins)
-        (s + 10_500_000_000, s + 13_500_000_000),  # 3 s -> clip [9.5, 14.5] s overlaps [6, 11] -> dropped
-        (s + 20 * 10**9, s + 21 * 10**9),          # 1 s -> too short
-        (s + 30 * 10**9, s + 33 * 10**9),          # 3 s -> centred clip [29, 34] s
-        (s + 40 * 10**9, s + 46 * 10**9),          # empty text
-        (s + 90 * 10**9, s + 96 * 10**9),          # outside the data span
-    ], ["a", "b", "c", "d", "", "f"])
-    wins, drops = clip_windows(table, (s, s + 60 * 10**9), WindowPolicy(text_column="Describe my atomic actions"))
-    assert [w.t0_ns - s for w in wins] == [10**9, 6 * 10**9, 29 * 10**9]
+        (s, s + 12 * g),                    # 12 s -> two clips centred (1 s margins): [1, 6], [6, 11]
+        (s + 10_500_000_000, s + 13_500_000_000),  # 3 s: its clip would start >= 8.2 s and so overlap [6, 11]
+        (s + 20 * g, s + 21 * g),           # 1 s -> too short
+        (s + 30 * g, s + 33 * g),           # 3 s -> centred clip [29, 34]
+        (s + 33_800_000_000, s + 38_600_000_000),  # 4.8 s: centred at 33.7 s overlaps; moved to [34, 39] (96% covered)
+        (s + 40 * g, s + 46 * g),           # empty text
+        (s + 50 * g, s + 66 * g),           # 16 s: 3 clips do not fit before the data end at 62 s; 2 do: [52, 62]
+        (s + 90 * g, s + 96 * g),           # outside the data span
+    ], ["a", "b", "c", "d", "h", "", "i", "f"])
+    wins, drops = clip_windows(table, (s, s + 62 * g), WindowPolicy(text_column="Describe my atomic actions"))
+    assert [(w.t0_ns - s) / g for w in wins] == [1, 6, 29, 34, 52, 57]
     assert all(w.t1_ns - w.t0_ns == CLIP_NS for w in wins)
-    assert [w.text for w in wins] == ["a", "a", "d"]
-    assert drops == Counter({"overlap": 1, "narration_too_short": 1, "empty_text": 1, "outside_data": 1})
+    assert [w.text for w in wins] == ["a", "a", "d", "h", "i", "i"]
+    assert drops == Counter({"overlap": 1, "narration_too_short": 1, "empty_text": 1, "outside_data": 2})
+    # Clamped into the data span: a 2.5 s narration at the very start gets the clip [0, 5].
+    table = _table(tmp_path, [(s, s + 2_500_000_000)], ["x"])
+    wins, _ = clip_windows(table, (s, s + 62 * g), WindowPolicy())
+    assert [w.t0_ns for w in wins] == [s]
 
 
 def test_hand_eye_recovers_offsets_and_reports_noise():

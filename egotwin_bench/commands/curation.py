@@ -17,37 +17,51 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N sequences (sorted by folder name)."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address; default: $RAY_ADDRESS, else a local Ray."),
         engine: str = typer.Option("ray", "--engine", help="'ray' (default) or 'local' (in-process, sequential; for debugging)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the train/val/test split."),
-        test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of sequences in test (subjects and locations unseen in train)."),
-        val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of sequences in val."),
-        narration_file: str = typer.Option("atomic_action", "--narration-file", help="Narration CSV stem whose windows make the clips."),
-        text_column: str = typer.Option("Describe my atomic actions", "--text-column", help="Narration column used as the prompt."),
-        focal_px: float = typer.Option(240.0, "--focal-px", help="Pinhole focal length of the 480x480 upright view (240 = 90° FOV)."),
-        max_residual_m: float = typer.Option(0.05, "--max-residual-m", help="Reject a sequence whose hand-eye RMS residual exceeds this (m)."),
-        max_residual_deg: float = typer.Option(5.0, "--max-residual-deg", help="... or this (degrees)."),
-        rgb_source: str = typer.Option("vrs", "--rgb-source", help="'vrs': data.vrs when present, else the exported rgb.mp4; 'exported': the opposite."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/val/test split [default: 0]."),
+        test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="Share of sequences in test, subjects and locations unseen in train [default: 0.1]."),
+        val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of sequences in val [default: 0.1]."),
+        narration_file: Optional[str] = typer.Option(None, "--narration-file", help="Narration CSV stem whose windows make the clips [default: atomic_action]."),
+        text_column: Optional[str] = typer.Option(None, "--text-column", help="Narration column used as the prompt [default: 'Describe my atomic actions']."),
+        focal_px: Optional[float] = typer.Option(None, "--focal-px", help="Pinhole focal length (px) of the 480x480 upright view [default: 240, a 90° FOV]."),
+        max_residual_m: Optional[float] = typer.Option(None, "--max-residual-m", help="Reject a sequence whose hand-eye RMS residual exceeds this, metres [default: 0.05]."),
+        max_residual_deg: Optional[float] = typer.Option(None, "--max-residual-deg", help="... or this, degrees [default: 5]."),
+        rgb_source: Optional[str] = typer.Option(None, "--rgb-source", help="'vrs': data.vrs when present, else the exported rgb.mp4; 'exported': the opposite [default: vrs]."),
+        config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of CurationConfig tables (as pipelines/curation.toml; its [run] table is ignored); options given here override it."),
     ) -> None:
         """Curate Nymeria into Parquet shards + manifest + splits + dataset card (resumable)."""
         from dataclasses import replace
 
         from tqdm import tqdm
 
-        from egotwin_bench.curation.config import CurationConfig
+        from egotwin_bench.curation.config import CurationConfig, config_from_dict
         from egotwin_bench.curation.pipeline import build_dataset as run
         from egotwin_bench.nymeria.layout import LayoutError
 
         if engine not in ("ray", "local"):
             raise typer.BadParameter("--engine must be 'ray' or 'local'")
-        if rgb_source not in ("vrs", "exported"):
+        if rgb_source not in (None, "vrs", "exported"):
             raise typer.BadParameter("--rgb-source must be 'vrs' or 'exported'")
         base = CurationConfig()
+        if config_file is not None:
+            import tomllib
+
+            tables = tomllib.loads(config_file.read_text())
+            tables.pop("run", None)
+            try:
+                base = config_from_dict(tables)
+            except ValueError as exc:
+                raise typer.BadParameter(f"{config_file}: {exc}", param_hint="--config") from exc
+
+        def given(**kw) -> dict:
+            return {k: v for k, v in kw.items() if v is not None}
+
         config = replace(
             base,
-            windows=replace(base.windows, narration_file=narration_file, text_column=text_column),
-            alignment=replace(base.alignment, max_residual_m=max_residual_m, max_residual_deg=max_residual_deg),
-            view=replace(base.view, focal_px=focal_px),
-            splits=replace(base.splits, seed=seed, test_fraction=test_fraction, val_fraction=val_fraction),
-            rgb_source=rgb_source,
+            windows=replace(base.windows, **given(narration_file=narration_file, text_column=text_column)),
+            alignment=replace(base.alignment, **given(max_residual_m=max_residual_m, max_residual_deg=max_residual_deg)),
+            view=replace(base.view, **given(focal_px=focal_px)),
+            splits=replace(base.splits, **given(seed=seed, test_fraction=test_fraction, val_fraction=val_fraction)),
+            **given(rgb_source=rgb_source),
         )
 
         def progress(stream, total):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -50,6 +51,17 @@ def _sequence_id(seq_dir: Path) -> tuple[str, SequenceKey | None]:
     except LayoutError:
         return seq_dir.name, None
     return seq.sequence_id, SequenceKey(seq.sequence_id, seq.subject_id, seq.location_id)
+
+
+def remove_stale_temp_files(out_dir: Path) -> list[Path]:
+    """Delete temp files a killed run left behind (``.<name>.tmp-<pid>``, see `atomic_write_table`).
+
+    Only one build may write to an output folder at a time.
+    """
+    stale = [p for sub in ("", "shards", "report") for p in (Path(out_dir) / sub).glob(".*.tmp-*")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _finished(out_dir: Path, sequence_id: str, fingerprint: str) -> dict | None:
@@ -87,6 +99,7 @@ def _run_ray(tasks: list[dict], out_dir: Path, config: CurationConfig, workers: 
         address = ray_address or os.environ.get("RAY_ADDRESS") or None
         kwargs = {"num_cpus": workers} if address is None else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, **kwargs)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress bar reports per sequence
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
@@ -97,7 +110,7 @@ def _run_ray(tasks: list[dict], out_dir: Path, config: CurationConfig, workers: 
         return {"report_json": json.dumps(report)}
 
     ds = ray.data.from_items(tasks, override_num_blocks=max(1, len(tasks)))
-    ds = ds.map(task, num_cpus=1, concurrency=max(1, workers), max_retries=2)
+    ds = ds.map(task, num_cpus=1, compute=ray.data.TaskPoolStrategy(size=max(1, workers)))  # crashed workers are retried by Ray
     for row in ds.iter_rows():
         yield json.loads(row["report_json"])
 
@@ -117,8 +130,9 @@ def build_dataset(
     `progress(iterator, total)` wraps the stream of finished-sequence reports (e.g. tqdm).
     """
     out_dir = Path(out_dir)
+    seq_dirs = find_sequences(nymeria_root)  # raises before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    seq_dirs = find_sequences(nymeria_root)
+    remove_stale_temp_files(out_dir)
     if limit is not None:
         seq_dirs = seq_dirs[:limit]
     ids, keys = {}, []

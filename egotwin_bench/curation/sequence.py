@@ -19,6 +19,7 @@ segments.
 from __future__ import annotations
 
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ SKIP_CODES: dict[str, str] = {
     "alignment": "hand-eye problem degenerate",
     "alignment_residual": "hand-eye residual above the threshold",
     "no_clips": "every candidate clip was filtered out (see drops)",
+    "error": "an unexpected exception (a bug or unforeseen bad data); the traceback is in the report",
 }
 DROP_CODES: tuple[str, ...] = (
     "empty_text", "narration_too_short", "overlap", "outside_data", "rgb_frame_missing",
@@ -84,6 +86,7 @@ class SequenceReport:
     decoded_frames: int = 0
     seconds: float = 0.0
     config_fingerprint: str = ""
+    traceback: str | None = None
 
 
 @dataclass
@@ -170,10 +173,7 @@ def _plan_clip(
         return "static_clip"
     head = make_transform(rotations[::2, HEAD], positions[::2, HEAD])
     visible = hand_visibility(positions[::2, list(HANDS)], head @ T_head_camera, table.K, config.view.size)
-    flags = list(base_flags)
-    if offset.max() > 0.5 * 1e9 / VIDEO_FPS / 4:
-        flags.append(f"video_frame_offset_ms={offset.max() / 1e6:.1f}")
-    return _PlannedClip(w, positions, rotations, camera_poses, idx, visible, flags)
+    return _PlannedClip(w, positions, rotations, camera_poses, idx, visible, list(base_flags))
 
 
 def curate_sequence(seq_dir: str | Path, out_dir: str | Path, config: CurationConfig, split: str | None) -> SequenceReport:
@@ -185,6 +185,10 @@ def curate_sequence(seq_dir: str | Path, out_dir: str | Path, config: CurationCo
         _curate(seq_dir, out_dir, config, report)
     except Skip as skip:
         report.status, report.reason, report.clips, report.clip_ids = "skipped", str(skip), 0, []
+    except Exception as exc:  # noqa: BLE001 — one bad sequence must never stop the run
+        report.status, report.clips, report.clip_ids = "skipped", 0, []
+        report.reason = f"error: {type(exc).__name__}: {exc}"
+        report.traceback = traceback.format_exc()
     report.seconds = round(time.perf_counter() - t_start, 3)
     return report
 
@@ -273,7 +277,7 @@ def _render(seq, planned, rgb, table, he, T_head_camera, config, report) -> list
     done: dict[int, Future] = {}
     # Encoding (x264, releases the GIL) runs in a helper thread while the next frames decode.
     with ThreadPoolExecutor(max_workers=1) as encoder:
-        for i, raw in rgb.iter_frames(sorted(users)):
+        for i, raw in _frames_or_skip(rgb, sorted(users)):
             frame = undistort(raw, table)
             report.decoded_frames += 1
             for clip, slot in users[i]:
@@ -284,6 +288,16 @@ def _render(seq, planned, rgb, table, he, T_head_camera, config, report) -> list
         if missing:
             raise Skip("rgb", f"the video ended early: {len(missing)} clips lack frames")
         return [done[id(c)].result() for c in planned]
+
+
+def _frames_or_skip(rgb: RgbStream, indices: list[int]):
+    """`rgb.iter_frames` with decoder failures (truncated or corrupt video) turned into a Skip."""
+    try:
+        yield from rgb.iter_frames(indices)
+    except Skip:
+        raise
+    except Exception as exc:  # noqa: BLE001 — PyAV / VRS raise their own error types
+        raise Skip("rgb", f"decoding failed ({type(exc).__name__}: {exc})") from exc
 
 
 def _row(seq, clip: _PlannedClip, table: RemapTable, he: HandEyeResult, T_head_camera, split, text_source: str) -> dict:

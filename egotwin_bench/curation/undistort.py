@@ -13,8 +13,8 @@ clip so the generator sees one camera.
 
 The table maps every output pixel to raw-sensor coordinates: rays from the pinhole (exact
 ``K^-1``), rotated into the raw camera frame, projected through the FISHEYE624 model with the
-calibration's own `project`. Building it costs ~1 s per calibration; `remap_table` caches it
-per calibration content, so a sequence pays it once.
+calibration's own `project`. Building it costs ~1-2 s; `remap_table` caches it per camera
+intrinsics, so a worker pays it once per camera (Nymeria: once per pair of glasses).
 """
 
 from __future__ import annotations
@@ -60,26 +60,39 @@ def _linear_upright(calibration, view: PinholeView):
     return rotate_camera_calib_cw90deg(linear)
 
 
+def _raw_from_upright(calibration, upright) -> np.ndarray:
+    """(3, 3) rotation of the upright pinhole camera in the raw camera frame."""
+    T_dev_up = upright.get_transform_device_camera().to_matrix()
+    T_dev_raw = calibration.get_transform_device_camera().to_matrix()
+    return T_dev_raw[:3, :3].T @ T_dev_up[:3, :3]
+
+
 def calibration_key(calibration, view: PinholeView) -> str:
-    """Content hash of a camera calibration + output view (cache key)."""
+    """Content hash of what the remap table depends on: the raw camera's intrinsics, the output
+    view and the raw -> upright rotation (the same for every ``T_device_camera``), so sequences
+    recorded with one camera share a table even when their extrinsics differ."""
     h = hashlib.sha256()
     h.update(str(calibration.get_model_name()).encode())
     h.update(np.asarray(calibration.get_projection_params(), dtype=np.float64).tobytes())
-    h.update(np.asarray(calibration.get_transform_device_camera().to_matrix(), dtype=np.float64).tobytes())
     h.update(np.asarray(calibration.get_image_size(), dtype=np.int64).tobytes())
-    h.update(f"{view.size}/{view.focal_px}".encode())
+    h.update(f"{calibration.get_valid_radius()}/{view.size}/{view.focal_px}".encode())
+    h.update((np.round(_raw_from_upright(calibration, _linear_upright(calibration, view)), 9) + 0.0).tobytes())  # no -0.0
     return h.hexdigest()
 
 
+def _with_extrinsics(table: RemapTable, calibration, view: PinholeView) -> RemapTable:
+    T = _linear_upright(calibration, view).get_transform_device_camera().to_matrix()
+    return RemapTable(table.map_x, table.map_y, table.K, T, table.valid_fraction)
+
+
 def build_remap_table(calibration, view: PinholeView = PinholeView()) -> RemapTable:
-    """Per-pixel table from the upright pinhole view to the raw fisheye image."""
+    """Per-pixel table from the upright pinhole view to the raw fisheye image (~1-2 s: one
+    `calibration.project` call per output pixel)."""
     upright = _linear_upright(calibration, view)
     fx, fy = upright.get_focal_lengths()
     cx, cy = upright.get_principal_point()
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-    T_dev_up = upright.get_transform_device_camera().to_matrix()
-    T_dev_raw = calibration.get_transform_device_camera().to_matrix()
-    R_raw_up = T_dev_raw[:3, :3].T @ T_dev_up[:3, :3]
+    R_raw_up = _raw_from_upright(calibration, upright)
     u, v = np.meshgrid(np.arange(view.size, dtype=np.float64), np.arange(view.size, dtype=np.float64))
     rays = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], axis=-1).reshape(-1, 3) @ R_raw_up.T
     w, h = calibration.get_image_size()
@@ -91,6 +104,7 @@ def build_remap_table(calibration, view: PinholeView = PinholeView()) -> RemapTa
     inside = (out[:, 0] >= 0) & (out[:, 1] >= 0) & (out[:, 0] <= w - 1) & (out[:, 1] <= h - 1)
     out[~inside] = -1.0
     grid = out.reshape(view.size, view.size, 2).astype(np.float32)
+    T_dev_up = upright.get_transform_device_camera().to_matrix()
     return RemapTable(grid[..., 0].copy(), grid[..., 1].copy(), K, T_dev_up, float(inside.mean()))
 
 
@@ -99,11 +113,12 @@ _CACHE_SIZE = 8
 
 
 def remap_table(calibration, view: PinholeView = PinholeView()) -> RemapTable:
-    """`build_remap_table`, memoised per calibration content (a small per-process LRU)."""
+    """`build_remap_table`, with the maps memoised per `calibration_key` (a small per-process LRU);
+    ``T_device_camera`` always comes from `calibration` itself."""
     key = calibration_key(calibration, view)
     if key in _CACHE:
         _CACHE.move_to_end(key)
-        return _CACHE[key]
+        return _with_extrinsics(_CACHE[key], calibration, view)
     table = build_remap_table(calibration, view)
     _CACHE[key] = table
     while len(_CACHE) > _CACHE_SIZE:

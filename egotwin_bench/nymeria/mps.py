@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -34,9 +39,12 @@ def load_closed_loop_trajectory(path: str | Path) -> Trajectory:
     path = Path(path)
     if not path.is_file():
         raise TrajectoryError(f"{path}: no MPS closed-loop trajectory")
-    poses = read_closed_loop_trajectory(str(path))
+    with _captured_output() as log:
+        poses = read_closed_loop_trajectory(str(path))
     if len(poses) < 2:
-        raise TrajectoryError(f"{path}: {len(poses)} pose(s) readable; the file is empty or malformed")
+        said = " ".join(log.text.split())
+        raise TrajectoryError(f"{path}: {len(poses)} pose(s) readable; the file is empty or malformed"
+                              + (f" (projectaria_tools: {said})" if said else ""))
     t = np.array([_micros(p) for p in poses], dtype=np.int64) * 1000
     T = np.stack([p.transform_world_device.to_matrix() for p in poses]).astype(np.float64)
     quality = np.array([float(p.quality_score) for p in poses], dtype=np.float64)
@@ -52,3 +60,29 @@ def _micros(pose) -> int:
     """`tracking_timestamp` is a datetime.timedelta in device time; exact integer microseconds."""
     td = pose.tracking_timestamp
     return (td.days * 86_400 + td.seconds) * 1_000_000 + td.microseconds
+
+
+class _Log:
+    text: str = ""
+
+
+@contextmanager
+def _captured_output() -> Iterator[_Log]:
+    """Capture what C++ code prints on file descriptors 1 and 2 (projectaria_tools' readers log
+    a line per file there, and their parse errors) instead of letting it break progress bars."""
+    log = _Log()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield log
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            log.text = tmp.read().decode(errors="replace")

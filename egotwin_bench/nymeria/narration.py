@@ -5,15 +5,18 @@ Columns: ``start_time``, ``end_time`` and text columns such as ``Describe my ato
 ``Describe my legs/feet motion`` / ``Describe my focus attention`` (motion_narration.csv),
 ``Describe my activity`` (activity_summarization.csv).
 
-Time unit and clock (assumption, checked per file):
+Time unit and clock (an assumption, decided per file from the data itself):
 
-* **Unit**: values whose magnitude stays below 1e8 are seconds (real Nymeria CSVs carry float
-  seconds; public code using them multiplies by 1e9), larger values are integer nanoseconds
-  (what `make-synthetic` writes). The unit is recorded in `NarrationTable.unit`.
-* **Clock**: TIME_CODE or Aria device time. Public code treats real Nymeria narrations as
-  device-time seconds, `make-synthetic` writes TIME_CODE ns. `resolve_to_timecode` picks the
-  clock under which the windows overlap the sequence's Xsens span (TIME_CODE) the most, so
-  both work, and raises `NarrationError` when neither fits.
+* **Unit**: values whose magnitude stays below 1e8 are seconds, larger values are integer
+  nanoseconds (what `make-synthetic` writes). The public Nymeria tools we could read do not
+  parse the narration CSVs (their `NarrationLoader` is a stub), so neither the unit nor the
+  clock of the released files is documented there. 1e8 s is over three years, beyond a device
+  clock (time since boot) or a TIME_CODE in seconds, and 1e8 ns is 0.1 s, below any real
+  timestamp in ns; Unix-epoch seconds (~1.7e9) would be misread as ns.
+  The unit found is recorded in `NarrationTable.unit`.
+* **Clock**: TIME_CODE or Aria device time. `resolve_to_timecode` picks the clock under which
+  the windows overlap the sequence's Xsens span (TIME_CODE) the most, so both work, and raises
+  `NarrationError` when neither fits.
 """
 
 from __future__ import annotations

@@ -1,0 +1,159 @@
+"""Readers and writers of the curation on small hand-made files: MPS CSV, sequence layout,
+Parquet shards, clip MP4s, config tables, dataset card."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from scipy.spatial.transform import Rotation
+
+from egotwin_bench.constants import MOTION_FRAMES, NUM_JOINTS, VIDEO_FRAMES
+from egotwin_bench.curation.card import card_dict, card_markdown
+from egotwin_bench.curation.config import CurationConfig, config_from_dict
+from egotwin_bench.curation.shards import ARRAY_SHAPES, atomic_write_table, clip_schema, column_array, rows_to_table
+from egotwin_bench.curation.video import decode_mp4, encode_mp4
+from egotwin_bench.nymeria.layout import CLOSED_LOOP, XDATA, LayoutError, find_sequences, open_sequence
+from egotwin_bench.nymeria.mps import TrajectoryError, load_closed_loop_trajectory
+
+MPS_COLUMNS = (
+    "graph_uid,tracking_timestamp_us,utc_timestamp_ns,tx_world_device,ty_world_device,tz_world_device,"
+    "qx_world_device,qy_world_device,qz_world_device,qw_world_device,device_linear_velocity_x_device,"
+    "device_linear_velocity_y_device,device_linear_velocity_z_device,angular_velocity_x_device,"
+    "angular_velocity_y_device,angular_velocity_z_device,gravity_x_world,gravity_y_world,gravity_z_world,"
+    "quality_score,geo_available,tx_ecef_device,ty_ecef_device,tz_ecef_device,qx_ecef_device,qy_ecef_device,"
+    "qz_ecef_device,qw_ecef_device"
+)
+
+
+def test_mps_trajectory_sorted_poses_and_errors(tmp_path):
+    rot = Rotation.from_rotvec([[0, 0, 0.1 * i] for i in range(3)])
+    lines = [MPS_COLUMNS]
+    for i in (2, 0, 1, 1):  # unsorted, with a duplicate timestamp
+        qx, qy, qz, qw = rot[i].as_quat()
+        lines.append(",".join(map(str, ["g", 5000 + 1000 * i, 0, i, 2.0, 3.0, qx, qy, qz, qw] + [0] * 8
+                                       + [-9.81, 0.5 + 0.25 * i, 0] + [0] * 6 + [1])))
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    traj = load_closed_loop_trajectory(tmp_path / "t.csv")
+    np.testing.assert_array_equal(traj.timestamps_ns, [5_000_000, 6_000_000, 7_000_000])
+    np.testing.assert_allclose(traj.T_world_device[:, :3, :3], rot.as_matrix(), atol=1e-7)
+    np.testing.assert_allclose(traj.T_world_device[:, :3, 3], [[0, 2, 3], [1, 2, 3], [2, 2, 3]])
+    np.testing.assert_allclose(traj.quality, [0.5, 0.75, 1.0])
+    (tmp_path / "empty.csv").write_text(MPS_COLUMNS + "\n")
+    with pytest.raises(TrajectoryError, match="0 pose"):
+        load_closed_loop_trajectory(tmp_path / "empty.csv")
+    (tmp_path / "garbage.csv").write_text("not,an,mps,file\n1,2,3,4\n")
+    with pytest.raises(TrajectoryError, match="projectaria_tools: .*graph_uid"):  # the reader's own words
+        load_closed_loop_trajectory(tmp_path / "garbage.csv")
+    with pytest.raises(TrajectoryError, match="no MPS"):
+        load_closed_loop_trajectory(tmp_path / "absent.csv")
+
+
+def test_layout_ids_and_missing_files(tmp_path):
+    seq = tmp_path / "20230607_s0_james_johnson_act1_abc123"
+    seq.mkdir()
+    (seq / "metadata.json").write_text(json.dumps({"location": "house 2"}))
+    layout = open_sequence(seq)
+    assert (layout.sequence_id, layout.subject_id, layout.location_id) == (seq.name, "james_johnson", "house 2")
+    assert len(layout.missing()) == 3 and XDATA in layout.missing()
+    (seq / XDATA).parent.mkdir(parents=True)
+    (seq / XDATA).write_bytes(b"")
+    (seq / CLOSED_LOOP).parent.mkdir(parents=True)
+    (seq / CLOSED_LOOP).write_text("")
+    assert layout.missing() == ["recording_head/data/data.vrs or recording_head/data/rgb.mp4"
+                                "+rgb_timestamps.csv+rgb_calibration.json"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metadata.json").write_text(json.dumps({"sequence_id": "a/b c", "subject_id": 7}))
+    o = open_sequence(other)
+    assert (o.sequence_id, o.subject_id, o.location_id) == ("a-b-c", "7", "unknown")
+    (tmp_path / "not_a_sequence").mkdir()
+    assert find_sequences(tmp_path) == [seq, other]
+    (other / "metadata.json").write_text("{oops")
+    with pytest.raises(LayoutError, match="not valid JSON"):
+        open_sequence(other)
+    with pytest.raises(LayoutError, match="is not a directory"):
+        find_sequences(tmp_path / "nowhere")
+
+
+def _row(rng, k: int) -> dict:
+    return {
+        "clip_id": f"seq__{k}", "sequence_id": "seq", "subject_id": "s", "location_id": "l", "split": "train",
+        "t0_timecode_ns": 10**15 + k, "text": f"text {k}", "text_source": "atomic_action:x",
+        "video_mp4": bytes([k]) * 10,
+        **{name: rng.normal(size=shape) for name, shape in ARRAY_SHAPES.items() if name != "hand_visible"},
+        "hand_visible": rng.integers(0, 2, (VIDEO_FRAMES, 2)).astype(np.uint8),
+        "alignment_residual_m": 0.01, "alignment_residual_deg": 0.5, "quality_flags": ["a"] * k,
+    }
+
+
+def test_shard_round_trip_is_plain_parquet(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [_row(rng, k) for k in range(3)]
+    path = tmp_path / "shards" / "clips-seq.parquet"
+    atomic_write_table(rows_to_table(rows), path)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+    table = pq.read_table(path)
+    assert table.schema.equals(clip_schema(), check_metadata=False)
+    assert json.loads(table.schema.metadata[b"egotwin.shapes"])["motion_rotations"] == [MOTION_FRAMES, NUM_JOINTS, 3, 3]
+    for name in ARRAY_SHAPES:
+        want = np.stack([r[name] for r in rows]).astype(np.float32 if name != "hand_visible" else np.uint8)
+        np.testing.assert_array_equal(column_array(table, name), want)
+    assert table.column("quality_flags").to_pylist() == [[], ["a"], ["a", "a"]]
+    import polars as pl
+
+    df = pl.read_parquet(path)
+    assert df.height == 3 and df["motion_positions"].dtype == pl.Array(pl.Float32, MOTION_FRAMES * NUM_JOINTS * 3)
+    with pytest.raises(ValueError):
+        rows_to_table([{**rows[0], "camera_poses": np.zeros((40, 4, 4))}])
+
+
+def test_mp4_round_trip_keeps_every_frame_and_is_deterministic():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (720, 720, 3)).astype(np.uint8), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+    frames = np.stack([texture[3 * k : 3 * k + 480, 2 * k : 2 * k + 480] for k in range(VIDEO_FRAMES)])
+    data = encode_mp4(frames)
+    # Identical bytes on every call: resumed runs must write identical shards (x264's mbtree broke this).
+    assert all(encode_mp4(frames) == data for _ in range(2))
+    out = decode_mp4(data)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - frames).mean() < 5.0  # yuv420p: chroma of a random colour texture suffers
+    with pytest.raises(ValueError, match="T, H, W, 3"):
+        encode_mp4(frames[..., 0])
+
+
+def test_config_from_toml_tables_and_fingerprint():
+    cfg = config_from_dict({"windows": {"min_narration_s": 3.0}, "splits": {"seed": 5}})
+    assert cfg.windows.min_narration_s == 3.0 and cfg.splits.seed == 5
+    assert cfg.fingerprint() != CurationConfig().fingerprint()
+    assert config_from_dict({"splits": {"seed": 5}}).fingerprint() == CurationConfig().fingerprint()
+    with pytest.raises(ValueError, match="unknown curation config key 'window'"):
+        config_from_dict({"window": {}})
+    with pytest.raises(ValueError, match=r"\[alignment\]"):
+        config_from_dict({"alignment": {"max_residual": 1.0}})
+
+
+def test_card_counts_reasons_and_hours():
+    reports = [
+        {"sequence_id": "a", "subject_id": "s1", "location_id": "l1", "split": "train", "status": "ok", "reason": None,
+         "clips": 2, "drops": {"overlap": 1}, "alignment": {"residual_m": 0.01, "residual_deg": 0.2}},
+        {"sequence_id": "b", "subject_id": "s2", "location_id": "l2", "split": "test", "status": "ok", "reason": None,
+         "clips": 1, "drops": {"overlap": 2, "static_clip": 1}, "alignment": {"residual_m": 0.03, "residual_deg": 0.4}},
+        {"sequence_id": "c", "subject_id": "s3", "location_id": "l3", "split": "val", "status": "skipped",
+         "reason": "xsens: irregular timestamps", "clips": 0, "drops": {}, "alignment": None},
+    ]
+    splits = {"train": ["a__1", "a__2"], "val": [], "test": ["b__1"]}
+    card = card_dict(reports, splits, {}, "test")
+    assert card["clips"] == {"train": 2, "val": 0, "test": 1, "total": 3}
+    assert card["hours"]["train"] == pytest.approx(10 / 3600)
+    assert card["skip_reasons"] == {"xsens": 1}
+    assert card["drop_reasons"] == {"overlap": 3, "static_clip": 1}
+    assert card["alignment_residual_m"]["max"] == pytest.approx(0.03)
+    assert card["subjects"]["test"] == ["s2"]
+    md = card_markdown(card)
+    assert "| test | 1 |" in md and "`xsens`: 1" in md and "irregular timestamps" in md
