@@ -29,12 +29,14 @@ T_HEAD_CAMERA = geometry.make_transform(R_HEAD_CAMERA, np.array([0.08, 0.0, 0.05
 
 
 def room_clip(index: int, split: str) -> dict:
-    """One clip row (docs/data_format.md schema) of a walk along heading 2*pi*index/7."""
+    """One clip row (docs/data_format.md schema) of a walk along heading 2*pi*index/7 (speed, gaze
+    direction and turn rate drawn from a generator seeded by `index`, so clips differ)."""
     rng = np.random.default_rng(index)
     K = default_intrinsics()
     t = np.arange(MOTION_FRAMES) / MOTION_FPS
     cameras = camera_path("walk", MOTION_FRAMES, MOTION_FPS, heading=2 * np.pi * index / 7,
-                          speed=float(rng.uniform(0.6, 1.0)))
+                          speed=float(rng.uniform(0.6, 1.0)), look=float(rng.uniform(-0.8, 0.8)),
+                          turn=float(rng.uniform(-0.3, 0.3)))
     heads = cameras @ geometry.invert_transform(T_HEAD_CAMERA)
     offsets = np.zeros((MOTION_FRAMES, skeleton.NUM_SEGMENTS, 3))
     offsets[..., 2] = -0.3  # the body hangs below the head, out of view
@@ -81,3 +83,18 @@ def write_room_dataset(root: Path, splits: dict[str, int] = ROOM_SPLITS) -> Path
 def room_dataset(tmp_path_factory) -> Path:
     """A 12-clip (6 train / 2 val / 4 test) room dataset in the curated format."""
     return write_room_dataset(tmp_path_factory.mktemp("room_dataset"))
+
+
+ROOM_HAND_TRAINING = dict(arch="tiny", epochs=15, batch_size=16, lr=1e-3, seed=0)
+"""Settings of the tiny hand classifier trained on the room dataset (a few seconds on CPU)."""
+
+
+@pytest.fixture(scope="session")
+def room_hand_classifier(room_dataset, tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny ViT hand classifier trained (random init) on the room dataset's train split:
+    (folder, held-out metrics on the val split)."""
+    from egotwin_bench.estimators.hand_training import HandTrainingConfig, train_hand_classifier
+
+    out = tmp_path_factory.mktemp("room_hand_classifier")
+    metrics = train_hand_classifier(room_dataset, out, None, HandTrainingConfig(**ROOM_HAND_TRAINING), "val")
+    return out, metrics

@@ -28,8 +28,13 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Per-clip cache (default OUT/cache)."),
         plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+        device: str = typer.Option("auto", "--device", help="Torch device of the network metrics (auto: cuda when visible)."),
     ) -> None:
-        """Validate every submission, run all available metrics, write the leaderboard."""
+        """Validate every submission, run all available metrics, write the leaderboard.
+
+        Writes OUT/leaderboard.csv, leaderboard.md (skipped metrics and rejected submissions with
+        every problem), per_clip.parquet and plots/. Exits 1 when no submission could be scored.
+        """
         from egotwin_bench.evaluate.runner import EvaluateOptions, evaluate_submissions, find_submissions
 
         if estimator not in ("auto", "builtin", "droid"):
@@ -38,7 +43,7 @@ def register(app: typer.Typer) -> None:
             reference=reference, out=out, split=split, estimator=estimator, droid_weights=droid_weights,
             hand_classifier=hand_classifier, inception_weights=inception_weights, i3d_weights=i3d_weights,
             clip_weights=clip_weights, evaluator_dir=evaluator_dir, allow_partial=allow_partial, workers=workers,
-            n_bootstrap=n_bootstrap, seed=seed, cache_dir=cache_dir, plots=plots,
+            n_bootstrap=n_bootstrap, seed=seed, cache_dir=cache_dir, plots=plots, device=device,
         )
         try:
             folders = find_submissions(submissions)
@@ -51,7 +56,10 @@ def register(app: typer.Typer) -> None:
         for name, reason in result.skipped.items():
             typer.secho(f"skipped {name}: {reason}", fg=typer.colors.YELLOW)
         typer.echo((out / "leaderboard.md").read_text())
-        if result.rejected:
+        for report in result.rejected:
+            typer.secho(f"not evaluated: {report.path} ({len(report.problems)} problem(s), listed in "
+                        f"{out / 'leaderboard.md'})", fg=typer.colors.RED, err=True)
+        if result.rejected and not result.rows:
             raise typer.Exit(1)
 
     @app.command("make-submission")

@@ -23,7 +23,7 @@ from egotwin_bench.metrics.hand_consistency import f1_score
 
 @dataclass(frozen=True)
 class HandTrainingConfig:
-    """Optimisation settings (AdamW, cosine schedule)."""
+    """Optimisation settings (AdamW; one-cycle schedule: 10% warm-up, cosine decay)."""
 
     arch: str = "vit_base_patch16_224"
     epochs: int = 5

@@ -134,12 +134,19 @@ def look_rotation(yaw: float, pitch: float = 0.0) -> np.ndarray:
 
 
 def camera_path(
-    kind: str, n_frames: int = VIDEO_FRAMES, fps: int = VIDEO_FPS, heading: float = 0.0, speed: float = 0.8
+    kind: str,
+    n_frames: int = VIDEO_FRAMES,
+    fps: int = VIDEO_FPS,
+    heading: float = 0.0,
+    speed: float = 0.8,
+    look: float = 0.0,
+    turn: float = 0.0,
 ) -> np.ndarray:
     """(n_frames, 4, 4) camera-to-world poses of a head camera 1.6 m above the floor.
 
-    kind: ``walk`` (`speed` m/s along `heading` radians, with head sway and a slow turn; starts
-    2 m behind the room centre), ``rotate`` (pure head turn, 60 deg over the clip) or ``static``.
+    kind: ``walk`` (`speed` m/s along `heading` radians, with head sway; the head looks `look`
+    radians left of the walking direction and turns further at `turn` rad/s; starts 2 m behind
+    the room centre), ``rotate`` (pure head turn, 60 deg over the clip) or ``static``.
     The path is a smooth function of time, so 81 frames at 16 FPS contain the 41 at 8 FPS.
     """
     t = np.arange(n_frames) / fps
@@ -147,7 +154,7 @@ def camera_path(
         c, s = np.cos(heading), np.sin(heading)
         along, side = -2.0 + speed * t, 0.3 * np.sin(0.8 * t)
         pos = np.stack([c * along - s * side, s * along + c * side, 1.6 + 0.02 * np.sin(2 * np.pi * 2 * t)], axis=1)
-        yaw = heading + 0.25 * np.sin(0.6 * t)
+        yaw = heading + look + turn * t + 0.25 * np.sin(0.6 * t)
         pitch = 0.15 + 0.05 * np.sin(1.3 * t)
     elif kind == "rotate":
         pos = np.tile([0.5, 0.2, 1.6], (n_frames, 1))

@@ -63,6 +63,7 @@ def leaderboard_markdown(result: "EvaluationResult", reference: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if result.rows:
         lines.append(f"\nToolkit version {result.rows[0]['toolkit_version']}.")
+    lines += [f"\n{note}" for note in result.notes]
     if result.skipped:
         lines.append("\n## Metrics not computed\n")
         lines += [f"- **{name}**: {reason}" for name, reason in result.skipped.items()]

@@ -1,20 +1,22 @@
-"""Map a function over clips: Ray tasks when Ray is initialised, in-process otherwise; with progress."""
+"""Map a function over clips: Ray tasks when asked (and Ray is running), in-process otherwise; with progress."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
 
-def map_items(fn: Callable[[Any], Any], items: Sequence[Any], desc: str, num_cpus: float = 1.0) -> list[Any]:
-    """``[fn(x) for x in items]`` in order; one Ray task per item when `ray.is_initialized()`.
+def map_items(fn: Callable[[Any], Any], items: Sequence[Any], desc: str, parallel: bool = False,
+              num_cpus: float = 1.0) -> list[Any]:
+    """``[fn(x) for x in items]`` in order; one Ray task per item when `parallel` and Ray is initialised
+    (`evaluate --workers N` starts it). `fn` and the items must be importable by Ray workers.
 
     Exceptions raised by `fn` propagate (callers that want per-item skips catch inside `fn`).
     """
-    import ray
-
-    if not ray.is_initialized() or len(items) <= 1:
+    ray = sys.modules.get("ray")  # Ray cannot be initialised unless it was imported: skip its import cost
+    if not parallel or ray is None or not ray.is_initialized() or len(items) <= 1:
         return [fn(x) for x in tqdm(items, desc=desc, leave=False)]
     remote = ray.remote(num_cpus=num_cpus)(fn)
     refs = [remote.remote(x) for x in items]

@@ -1,8 +1,8 @@
 """`egotwin-bench evaluate`: validate submissions, run every available metric provider, write results.
 
 Providers come from `build_providers(options)`: the video/motion quality providers (imported
-lazily from ``egotwin_bench.metrics.video_quality`` / ``motion_quality``, each module exposing
-``make_provider(options) -> MetricProvider``) and the view / hand consistency providers. A provider
+lazily from ``egotwin_bench.metrics.video_quality`` / ``motion_quality`` and configured from the
+weight flags) and the view / hand consistency providers. A provider
 that cannot run (missing weights, missing module) is skipped with its reason recorded in
 ``leaderboard.md``; its columns are absent from ``leaderboard.csv``, never placeholders.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,6 @@ from egotwin_bench.evaluate.submission import (
     read_motion,
     validate_submission,
 )
-
-QUALITY_MODULES: tuple[str, ...] = ("egotwin_bench.metrics.video_quality", "egotwin_bench.metrics.motion_quality")
 
 
 @dataclass
@@ -59,6 +56,8 @@ class EvaluateOptions:
     cache_dir: Path | None = None
     """Per-clip cache; default ``<out>/cache``."""
     plots: bool = True
+    device: str = "auto"
+    """Torch device of the network metrics (`auto`: CUDA when visible, else CPU)."""
 
 
 class UnavailableProvider:
@@ -88,20 +87,57 @@ def resolve_estimator(options: EvaluateOptions):
     return make_estimator(options.estimator, options.droid_weights)
 
 
+def _cache_root(options: EvaluateOptions) -> Path:
+    return Path(options.cache_dir) if options.cache_dir is not None else Path(options.out) / "cache"
+
+
+def _device(options: EvaluateOptions) -> str:
+    if options.device != "auto":
+        return options.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _video_quality(options: EvaluateOptions) -> list[MetricProvider]:
+    from egotwin_bench.metrics.video_quality import VideoQualityConfig, video_quality_providers
+
+    config = VideoQualityConfig(
+        inception_weights=_str(options.inception_weights), i3d_weights=_str(options.i3d_weights),
+        clip_weights=_str(options.clip_weights), device=_device(options),
+        feature_cache=str(_cache_root(options) / "features"), bootstrap_resamples=options.n_bootstrap,
+    )
+    return list(video_quality_providers(config))
+
+
+def _motion_quality(options: EvaluateOptions) -> list[MetricProvider]:
+    from egotwin_bench.metrics.motion_quality import MotionQualityConfig, MotionQualityProvider
+
+    config = MotionQualityConfig(evaluator_dir=_str(options.evaluator_dir), device=_device(options),
+                                 bootstrap_resamples=options.n_bootstrap)
+    return [MotionQualityProvider(config)]
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+QUALITY_GROUPS: tuple[tuple[str, str], ...] = (
+    ("video_quality", "I-FID, FVD, CLIP-SIM"),
+    ("motion_quality", "M-FID, R-Prec, MM-Dist, Diversity"),
+)
+
+
 def _quality_providers(options: EvaluateOptions) -> list[MetricProvider]:
+    """The video and motion quality providers; a group whose module is absent or has another API
+    becomes an `UnavailableProvider` saying so (its metrics are then skipped, not faked)."""
     providers: list[MetricProvider] = []
-    for module_name in QUALITY_MODULES:
-        short = module_name.rsplit(".", 1)[-1]
+    for (group, metrics), factory in zip(QUALITY_GROUPS, (_video_quality, _motion_quality)):
         try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            providers.append(UnavailableProvider(short, f"{module_name} is not available ({err})"))
-            continue
-        factory = getattr(module, "make_provider", None)
-        if factory is None:
-            providers.append(UnavailableProvider(short, f"{module_name} has no make_provider(options)"))
-            continue
-        providers.append(factory(options))
+            providers += factory(options)
+        except (ImportError, AttributeError, TypeError) as err:
+            providers.append(UnavailableProvider(
+                group, f"{metrics}: egotwin_bench.metrics.{group} is not usable here ({type(err).__name__}: {err})"))
     return providers
 
 
@@ -111,10 +147,11 @@ def build_providers(options: EvaluateOptions) -> list[MetricProvider]:
     from egotwin_bench.metrics.hand_consistency import HandConsistencyProvider
     from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
 
-    cache = ClipCache(options.cache_dir or Path(options.out) / "cache")
+    cache = ClipCache(_cache_root(options))
     return [
         *_quality_providers(options),
-        ViewConsistencyProvider(resolve_estimator(options), cache, options.n_bootstrap),
+        ViewConsistencyProvider(resolve_estimator(options), cache, options.n_bootstrap,
+                                parallel=options.workers > 0 or bool(os.environ.get("RAY_ADDRESS"))),
         HandConsistencyProvider(options.hand_classifier, cache, options.n_bootstrap),
     ]
 
@@ -185,6 +222,8 @@ class EvaluationResult:
     """Submission -> {clip_id: reason} for clips the pose estimator could not process."""
     trajectories: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     higher_is_better: dict[str, bool] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Remarks for leaderboard.md (e.g. why `auto` fell back to the builtin pose estimator)."""
 
 
 def _init_ray(workers: int) -> bool:
@@ -215,7 +254,10 @@ def evaluate_submissions(
     providers = providers if providers is not None else build_providers(options)
     available, skipped = [], {}
     for p in providers:
-        reason = p.unavailable_reason()
+        try:
+            reason = p.unavailable_reason()
+        except Exception as err:  # noqa: BLE001 - a broken provider is skipped, with why
+            reason = f"availability check failed ({type(err).__name__}: {err})"
         if reason is None:
             available.append(p)
         else:
@@ -224,6 +266,11 @@ def evaluate_submissions(
     result = EvaluationResult([], [], skipped, [], [], higher_is_better={
         m: hb for p in available for m, hb in p.higher_is_better.items()
     })
+    if options.estimator == "auto" and estimator == "builtin":
+        from egotwin_bench.estimators import make_estimator
+
+        why = make_estimator("droid", options.droid_weights).unavailable_reason()
+        result.notes.append(f"Camera poses from the builtin estimator (--estimator auto; DROID-SLAM not used: {why}).")
     started_ray = _init_ray(options.workers)
     try:
         for folder in submissions:
@@ -241,7 +288,11 @@ def evaluate_submissions(
             per_clip = {"clip_id": [c.clip_id for c in generated]}
             for provider in available:
                 rng = np.random.default_rng(options.seed)
-                res = provider.evaluate(generated, reference, rng)
+                try:
+                    res = provider.evaluate(generated, reference, rng)
+                except Exception as err:  # noqa: BLE001 - one failing metric group must not lose the rest
+                    result.skipped[provider.name] = f"failed on {meta.method}/{meta.task}: {type(err).__name__}: {err}"
+                    continue
                 for name, value in res.metrics.items():
                     row[name], row[f"{name}_low"], row[f"{name}_high"] = value.value, value.low, value.high
                 per_clip.update({k: np.asarray(v) for k, v in res.per_clip.items()})

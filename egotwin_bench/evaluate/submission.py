@@ -103,14 +103,17 @@ def write_clip(
     positions: np.ndarray | None = None,
     rotations: np.ndarray | None = None,
     features: np.ndarray | None = None,
+    first_head_pose: np.ndarray | None = None,
 ) -> None:
-    """Write one clip's ``.mp4`` and ``.npz`` (world joints, or head-centric `features`)."""
+    """Write one clip's ``.mp4`` and ``.npz`` (world joints, or head-centric `features` with an
+    optional (4, 4) `first_head_pose`)."""
     if not SAFE_NAME.match(clip_id):
         raise ValueError(f"clip id {clip_id!r} is not a safe file name")
     _atomic_bytes(folder / f"{clip_id}.mp4", video_mp4)
     buf = io.BytesIO()
     if features is not None:
-        np.savez(buf, features=np.asarray(features, dtype=np.float32))
+        extra = {} if first_head_pose is None else {"first_head_pose": np.asarray(first_head_pose, np.float32)}
+        np.savez(buf, features=np.asarray(features, dtype=np.float32), **extra)
     else:
         np.savez(buf, positions=np.asarray(positions, np.float32), rotations=np.asarray(rotations, np.float32))
     _atomic_bytes(folder / f"{clip_id}.npz", buf.getvalue())
@@ -151,14 +154,10 @@ def read_motion(path: Path, motion_format: str) -> tuple[np.ndarray, np.ndarray]
     with np.load(path, allow_pickle=False) as z:
         if motion_format == "world_joints":
             return z["positions"].astype(np.float32), z["rotations"].astype(np.float32)
-        from egotwin_bench import geometry
         from egotwin_bench.motion import head_centric
 
-        positions, rotations = head_centric.decode(z["features"].astype(np.float64))
-        if "first_head_pose" in z.files:
-            T = z["first_head_pose"].astype(np.float64)
-            positions = geometry.transform_points(T, positions)
-            rotations = T[:3, :3] @ rotations
+        first = z["first_head_pose"].astype(np.float64) if "first_head_pose" in z.files else None
+        positions, rotations = head_centric.decode(z["features"].astype(np.float64), first)
         return np.asarray(positions, np.float32), np.asarray(rotations, np.float32)
 
 

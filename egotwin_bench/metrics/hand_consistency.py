@@ -130,14 +130,14 @@ class HandConsistencyProvider:
         return np.stack(out)
 
     def evaluate(self, generated: list, reference: list, rng: np.random.Generator):
-        from egotwin_bench.evaluate.bootstrap import bootstrap_metric
         from egotwin_bench.evaluate.protocol import ProviderResult
+        from egotwin_bench.metrics.bootstrap import bootstrap
 
         presence = self.presence(generated)
         visible = np.stack([
             hand_visibility(c.positions, c.rotations, c.T_head_camera, c.intrinsics) for c in generated
         ])
-        score = bootstrap_metric(lambda idx: hand_score(presence[idx], visible[idx]), len(generated), rng,
+        score = bootstrap(lambda idx: hand_score(presence[idx], visible[idx]), len(generated), rng,
                                  self.n_bootstrap)
         per_clip = np.array([hand_score(p, v) for p, v in zip(presence, visible)])
         return ProviderResult(metrics={"HandScore": score}, per_clip={"HandScore": per_clip})

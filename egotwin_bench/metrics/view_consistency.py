@@ -127,12 +127,14 @@ class ViewConsistencyProvider:
     metric_names = ("TransErr", "RotErr")
     higher_is_better = {"TransErr": False, "RotErr": False}
 
-    def __init__(self, estimator, cache=None, n_bootstrap: int = 1000) -> None:
+    def __init__(self, estimator, cache=None, n_bootstrap: int = 1000, parallel: bool = False) -> None:
         from egotwin_bench.evaluate.clip_cache import ClipCache
 
         self.estimator = estimator
         self.cache = cache if cache is not None else ClipCache(None)
         self.n_bootstrap = n_bootstrap
+        self.parallel = parallel
+        """Estimate poses as Ray tasks (the runner sets it for `--workers N > 0` or `$RAY_ADDRESS`)."""
         self.failures: dict[str, str] = {}
         self.trajectories: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -153,7 +155,7 @@ class ViewConsistencyProvider:
             else:
                 todo.append(i)
         results = map_items(_estimate_poses, [(self.estimator, clips[i]) for i in todo],
-                            desc=f"camera poses ({self.estimator.name})")
+                            desc=f"camera poses ({self.estimator.name})", parallel=self.parallel)
         for i, (p, reason) in zip(todo, results):
             if p is None:
                 self.failures[clips[i].clip_id] = reason
@@ -163,7 +165,6 @@ class ViewConsistencyProvider:
         return poses
 
     def evaluate(self, generated: list, reference: list, rng: np.random.Generator):
-        from egotwin_bench.evaluate.bootstrap import bootstrap_mean
         from egotwin_bench.evaluate.protocol import ProviderResult
 
         trans = np.full(len(generated), np.nan)
@@ -179,9 +180,17 @@ class ViewConsistencyProvider:
                 relative_to_first(head)[:, :3, 3],
             )
         return ProviderResult(
-            metrics={
-                "TransErr": bootstrap_mean(trans, rng, self.n_bootstrap),
-                "RotErr": bootstrap_mean(rot, rng, self.n_bootstrap),
-            },
+            metrics={"TransErr": finite_mean(trans, rng, self.n_bootstrap),
+                     "RotErr": finite_mean(rot, rng, self.n_bootstrap)},
             per_clip={"TransErr": trans, "RotErr": rot},
         )
+
+
+def finite_mean(values: np.ndarray, rng: np.random.Generator, resamples: int):
+    """Bootstrap mean over the finite per-clip values (failed clips are NaN and left out)."""
+    from egotwin_bench.evaluate.protocol import MetricValue
+    from egotwin_bench.metrics.bootstrap import bootstrap_mean
+
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return bootstrap_mean(values, rng, resamples) if values.size else MetricValue(float("nan"))
