@@ -127,10 +127,10 @@ def resolve(spec: WeightSpec, path: str | Path | None = None, verify: bool = Tru
     return p
 
 
-def availability(spec: WeightSpec, path: str | Path | None = None) -> str | None:
-    """None when `resolve(spec, path)` would succeed (existence only; no hashing), else why not."""
+def availability(spec: WeightSpec, path: str | Path | None = None, verify: bool = False) -> str | None:
+    """None when `resolve(spec, path, verify)` succeeds (by default existence only, no hashing), else why not."""
     try:
-        resolve(spec, path, verify=False)
+        resolve(spec, path, verify=verify)
     except MissingWeightsError as err:
         return str(err)
     return None

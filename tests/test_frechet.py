@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from egotwin_bench.metrics.frechet import GaussianStats, frechet_distance, gaussian_stats, trace_sqrt_product
+from egotwin_bench.metrics.frechet import (
+    GaussianStats,
+    frechet_distance,
+    gaussian_stats,
+    trace_sqrt_product,
+    trace_sqrt_product_low_rank,
+)
 
 
 def _random_spd(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -55,6 +61,13 @@ def test_singular_covariances_fall_back_and_stay_finite(rng):
     y = rng.standard_normal((20, 64)) + 0.5
     d = frechet_distance(x, y)
     assert np.isfinite(d) and d > 0
+    # the (n, n) low-rank form used for small sets equals the full (D, D) computation
+    full = frechet_distance(gaussian_stats(x), gaussian_stats(y))
+    assert d == pytest.approx(full, rel=1e-6)
+    assert frechet_distance(gaussian_stats(x), y) == pytest.approx(full, rel=1e-6)
+    assert trace_sqrt_product_low_rank(x, gaussian_stats(y).sigma) == pytest.approx(
+        trace_sqrt_product(gaussian_stats(x).sigma, gaussian_stats(y).sigma), rel=1e-6)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
     zero = GaussianStats(np.zeros(8), np.zeros((8, 8)), 2)
     assert frechet_distance(zero, zero) == pytest.approx(0.0, abs=1e-12)
     eye = GaussianStats(np.zeros(8), np.eye(8), 2)

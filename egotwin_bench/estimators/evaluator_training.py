@@ -178,3 +178,28 @@ def train_evaluators(
             (out / "history.json").write_text(json.dumps(history, indent=1))
     bar.close()
     return TextMotionEvaluator.load(out, config.device), history
+
+
+def train_from_dataset(
+    dataset_dir: str | Path,
+    glove: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig = TrainConfig(),
+    val_split: str = "val",
+    progress: bool = True,
+) -> tuple[TextMotionEvaluator, list[dict]]:
+    """Train the evaluators on the train split of a built dataset, validating on `val_split`.
+
+    The word vectors kept with the evaluator are the GloVe rows of every word (and lemma) used by
+    any split's prompts, so test prompts embed with the same vectors (the full GloVe table would
+    be ~480 MB per evaluator).
+    """
+    from egotwin_bench.data import CuratedDataset
+    from egotwin_bench.estimators.text_features import load_glove, vocabulary
+
+    data = CuratedDataset(dataset_dir)
+    all_texts = data.manifest.column("text").to_pylist()
+    train = load_split(dataset_dir, "train")
+    val = load_split(dataset_dir, val_split) if data.clip_ids(val_split) else TextMotionData([], train.motion[:0])
+    vectors = load_glove(glove, vocabulary(all_texts))
+    return train_evaluators(train, val, vectors, out_dir, config, progress=progress)

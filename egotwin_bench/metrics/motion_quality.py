@@ -46,8 +46,8 @@ def r_precision(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled batches of `batch_size` -> per-pair hits (M, top_k) and matched distances (M,).
 
-    M is N rounded down to a multiple of batch_size (N itself when N < batch_size). Returns the
-    rows in the original clip order, NaN/False-free; dropped clips are excluded.
+    M is N rounded down to a multiple of batch_size (N itself when N < batch_size). Rows follow
+    the shuffled batch order (not the clip order); clips of the dropped incomplete batch are excluded.
     """
     n = len(text_emb)
     order = rng.permutation(n)

@@ -258,7 +258,8 @@ class _NetworkProvider:
         raise NotImplementedError
 
     def unavailable_reason(self) -> str | None:
-        return weights.availability(self.spec, self.weights_path())
+        """Missing file, or (with `verify_weights`) a checksum mismatch: skipped before any work starts."""
+        return weights.availability(self.spec, self.weights_path(), self.config.verify_weights)
 
     def _load(self) -> nn.Module:
         raise NotImplementedError

@@ -1,0 +1,187 @@
+"""GRU text/motion evaluators: real shapes, word features, save/load, loss, training above chance, CLI."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from egotwin_bench.constants import HEAD_CENTRIC_DIM, MOTION_FRAMES
+from egotwin_bench.estimators.evaluator_training import (
+    TextMotionData,
+    TrainConfig,
+    contrastive_loss,
+    train_evaluators,
+    validation_r_precision,
+)
+from egotwin_bench.estimators.gru_evaluators import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    EvaluatorConfig,
+    MovementConvEncoder,
+    TextMotionEvaluator,
+)
+from egotwin_bench.estimators.text_features import (
+    MAX_TEXT_LEN,
+    POS_DIM,
+    POS_INDEX,
+    WORD_DIM,
+    LexiconTagger,
+    WordVectorizer,
+    WordVectors,
+    lemma,
+    load_glove,
+    tokenize,
+    vocabulary,
+)
+from tests.fixtures_metrics import SMALL_EVALUATOR, write_glove
+
+SENTENCES = ["I walk over to the door.", "I crouch down and pick up the red cup with my left hand."]
+
+
+def _vectors(texts: list[str], seed: int = 0) -> WordVectors:
+    words = sorted(vocabulary(texts) | {"sos", "eos", "unk"})
+    return WordVectors(words, np.random.default_rng(seed).standard_normal((len(words), WORD_DIM)))
+
+
+def test_real_architecture_shapes(torch_one_thread):
+    torch.manual_seed(0)
+    assert MovementConvEncoder(HEAD_CENTRIC_DIM)(torch.randn(2, MOTION_FRAMES, HEAD_CENTRIC_DIM)).shape == (2, 20, 512)
+    model = TextMotionEvaluator(EvaluatorConfig(), _vectors(SENTENCES)).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    assert model.motion_encoder.gru.hidden_size == 1024 and model.text_encoder.gru.hidden_size == 512
+    assert model.motion_encoder.gru.bidirectional and model.text_encoder.gru.bidirectional
+    assert model.text_encoder.pos_emb.in_features == POS_DIM == 15
+    with torch.no_grad():
+        assert model.embed_motion(torch.randn(2, MOTION_FRAMES, HEAD_CENTRIC_DIM)).shape == (2, 512)
+        assert model.embed_text(SENTENCES).shape == (2, 512)
+    assert n_params > 20e6, n_params  # the original's sizes, not a toy
+    with pytest.raises(ValueError, match="288"):
+        model.embed_motion(torch.randn(1, MOTION_FRAMES, 275))
+
+
+def test_tokenize_tag_and_vectorize():
+    assert tokenize("I don't walk, I'm walking!") == ["i", "do", "n't", "walk", "i", "'m", "walking"]
+    assert [lemma(w) for w in ("walks", "walking", "walked", "picked", "boxes", "stairs", "took")] == [
+        "walk", "walk", "walk", "pick", "box", "stair", "take"]
+    tags = LexiconTagger().tag(tokenize("I slowly walk to the careful turn"))
+    assert [t for _, t in tags] == ["PRON", "ADV", "VERB", "ADP", "DET", "ADJ", "NOUN"]
+    vec = WordVectorizer(_vectors(SENTENCES))
+    words, pos, length = vec(SENTENCES[1])
+    assert words.shape == (MAX_TEXT_LEN + 2, WORD_DIM) and pos.shape == (MAX_TEXT_LEN + 2, POS_DIM)
+    assert length == 2 + len(tokenize(SENTENCES[1]))
+    assert (pos.sum(1) == 1).all()
+    cats = [c for _, c in vec.tokens(SENTENCES[1])]
+    # VIP categories override the grammatical tag, as in the original evaluator
+    assert cats[:6] == ["OTHER", "PRON", "VERB", "Loc_VIP", "OTHER", "Act_VIP"]
+    assert cats[cats.index("Loc_VIP", 4)] == "Loc_VIP" and "Body_VIP" in cats  # "left", "hand"
+    np.testing.assert_array_equal(words[1], vec.vectors.get("i"))
+    np.testing.assert_array_equal(pos[length:, POS_INDEX["OTHER"]], 1.0)  # padding
+    # unknown words become unk; long sentences are cut to MAX_TEXT_LEN words
+    assert vec.tokens("I zzyzx")[2] == ("unk", "OTHER")
+    assert vec(" ".join(["walk"] * 40))[2] == MAX_TEXT_LEN + 2
+
+
+def test_glove_formats_and_errors(tmp_path):
+    words = {"walk", "door", "turn"}
+    path = write_glove(tmp_path / "g.txt", words)
+    full = load_glove(path)
+    assert set(full.words) == words | {"sos", "eos", "unk"} and full.vectors.shape == (6, WORD_DIM)
+    sub = load_glove(path, {"walk"})
+    np.testing.assert_array_equal(sub.get("walk"), full.get("walk"))
+    assert sub.get("door") is None
+    with gzip.open(tmp_path / "g.txt.gz", "wt") as fh:
+        fh.write(path.read_text())
+    np.testing.assert_array_equal(load_glove(tmp_path / "g.txt.gz").vectors, full.vectors)
+    folder = tmp_path / "t2m_glove"
+    folder.mkdir()
+    np.save(folder / "our_vab_data.npy", full.vectors)
+    with open(folder / "our_vab_words.pkl", "wb") as fh:
+        pickle.dump(full.words, fh)
+    np.testing.assert_array_equal(load_glove(folder, {"door"}).get("door"), full.get("door"))
+    with pytest.raises(FileNotFoundError, match="glove.6B"):
+        load_glove(tmp_path / "missing.txt")
+    (tmp_path / "bad.txt").write_text("walk 0.1 0.2\n")
+    with pytest.raises(ValueError, match="expected 300"):
+        load_glove(tmp_path / "bad.txt")
+
+
+def test_contrastive_loss_known_answer():
+    t = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    m = torch.tensor([[0.0, 1.0], [3.0, 4.0]])
+    # matched: d = 1, 0 -> mean d^2 = 0.5; mismatched (shift 1): |t0 - m1| = 5, |t1 - m0| = sqrt(18)
+    expected = 0.5 + ((10 - 5.0) ** 2 + (10 - np.sqrt(18.0)) ** 2) / 2
+    loss = contrastive_loss(t, m, torch.tensor([False, False]), shift=1, margin=10.0)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # a negative pair with identical prompts is left out of the negative term
+    loss = contrastive_loss(t, m, torch.tensor([True, False]), shift=1, margin=10.0)
+    assert float(loss) == pytest.approx(0.5 + (10 - np.sqrt(18.0)) ** 2, rel=1e-6)
+
+
+def test_save_load_round_trip_and_missing_folder(tmp_path, torch_one_thread):
+    torch.manual_seed(0)
+    mean, std = np.random.default_rng(0).standard_normal((2, HEAD_CENTRIC_DIM))
+    model = TextMotionEvaluator(EvaluatorConfig(**SMALL_EVALUATOR), _vectors(SENTENCES), mean, np.abs(std) + 0.5).eval()
+    model.save(tmp_path)
+    back = TextMotionEvaluator.load(tmp_path)
+    x = torch.randn(3, MOTION_FRAMES, HEAD_CENTRIC_DIM)
+    with torch.no_grad():
+        torch.testing.assert_close(back.embed_motion(x), model.embed_motion(x), rtol=0, atol=0)
+        torch.testing.assert_close(back.embed_text(SENTENCES), model.embed_text(SENTENCES), rtol=0, atol=0)
+    assert back.config.words == model.config.words
+    (tmp_path / WEIGHTS_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{WEIGHTS_FILE}.*train-evaluators"):
+        TextMotionEvaluator.load(tmp_path)
+
+
+def test_training_resumes_from_checkpoint(tmp_path, text_motion_pairs, torch_one_thread):
+    from egotwin_bench.motion import head_centric
+
+    texts, pos, rot = text_motion_pairs["val"]
+    data = TextMotionData(texts[:8], np.asarray(head_centric.encode(pos[:8].astype(np.float64), rot[:8].astype(np.float64)), np.float32))
+    cfg = EvaluatorConfig(**SMALL_EVALUATOR)
+    _, h1 = train_evaluators(data, data, _vectors(texts), tmp_path, TrainConfig(steps=4, batch_size=4, validate_every=2), cfg, progress=False)
+    assert [h["step"] for h in h1] == [2, 4] and (tmp_path / "checkpoint.pt").is_file()
+    _, h2 = train_evaluators(data, data, _vectors(texts), tmp_path, TrainConfig(steps=6, batch_size=4, validate_every=2), cfg, progress=False)
+    assert [h["step"] for h in h2] == [2, 4, 6] and h2[:2] == h1
+
+
+def test_trained_evaluators_rank_matched_pairs_above_chance(trained_evaluator):
+    """A short training on synthetic narrated motion: held-out R-Precision well above chance (3/32)."""
+    folder, model, train, val, history = trained_evaluator
+    assert (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file()
+    assert len(val.texts) >= 32
+    matched = validation_r_precision(model, val)
+    shuffled_texts = list(np.random.default_rng(1).permutation(np.array(val.texts, dtype=object)))
+    mismatched = validation_r_precision(model, TextMotionData(shuffled_texts, val.motion))
+    print(f"held-out R-Precision matched {matched}, mismatched {mismatched}, history {history}")
+    chance = 3 / 32
+    assert matched["top3"] >= 0.35 > 3 * chance
+    assert matched["top1"] <= matched["top2"] <= matched["top3"]
+    assert mismatched["top3"] < 0.3 and mismatched["top3"] < matched["top3"] - 0.2
+    assert matched["mm_dist"] < mismatched["mm_dist"]
+    assert model.config.training["best"]["top3"] == max(h["top3"] for h in history)
+
+
+def test_train_evaluators_cli(built_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from egotwin_bench.cli import app
+    from egotwin_bench.data import CuratedDataset
+
+    texts = CuratedDataset(built_dataset).manifest.column("text").to_pylist()
+    glove = write_glove(tmp_path / "glove.txt", vocabulary(texts))
+    out = tmp_path / "evaluators"
+    args = ["train-evaluators", "--dataset", str(built_dataset), "--glove", str(glove), "--out", str(out),
+            "--steps", "2", "--validate-every", "2", "--batch-size", "4", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "R-Precision top-1" in result.output
+    model = TextMotionEvaluator.load(out)
+    assert model.config.training["train_clips"] == len(CuratedDataset(built_dataset).clip_ids("train"))
+    assert set(vocabulary(texts)) & set(model.config.words)
+    bad = CliRunner().invoke(app, args[:4] + [str(tmp_path / "none.txt")] + args[5:])
+    assert bad.exit_code == 2 and "glove.6B" in bad.output

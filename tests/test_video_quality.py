@@ -1,0 +1,234 @@
+"""Video quality: Inception-v3 / I3D / CLIP of the real architectures with random weights, loaded
+through the real loading code from files written here; providers, feature cache, missing weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from egotwin_bench import weights
+from egotwin_bench.constants import VIDEO_FRAMES
+from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider
+from egotwin_bench.metrics.video_quality import (
+    ClipSimProvider,
+    FVDProvider,
+    IFIDProvider,
+    VideoQualityConfig,
+    build_i3d,
+    build_inception,
+    load_clip,
+    load_i3d,
+    load_inception,
+    load_state_dict_file,
+    video_quality_providers,
+)
+
+SIZE = 64
+"""Test frames are small; the extractors resize to their own input size."""
+
+
+def _video(seed: int) -> np.ndarray:
+    """(41, 64, 64, 3) uint8: a smooth random image drifting sideways (a moving scene)."""
+    rng = np.random.default_rng(seed)
+    base = torch.from_numpy(rng.uniform(0, 255, (1, 3, 8, 16))).float()
+    wide = torch.nn.functional.interpolate(base, size=(SIZE, 2 * SIZE), mode="bicubic", align_corners=False)
+    frames = [wide[0, :, :, t // 2: t // 2 + SIZE] for t in range(VIDEO_FRAMES)]
+    return torch.stack(frames).permute(0, 2, 3, 1).clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _clips(videos: list[np.ndarray], tag: str, texts: list[str] | None = None) -> list[EvalClip]:
+    texts = texts or ["I walk over to the door."] * len(videos)
+    return [EvalClip(f"c{i}", t, lambda v=v: v, np.zeros((81, 23, 3)), np.zeros((81, 23, 3, 3)), np.eye(3), np.eye(4),
+                     f"{tag}{i}") for i, (v, t) in enumerate(zip(videos, texts))]
+
+
+def _noisy(video: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0, sigma, video.shape)
+    return np.clip(video + noise, 0, 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def _calibrate_batchnorm(net: torch.nn.Module, x: torch.Tensor, forward=None) -> torch.nn.Module:
+    """Set BatchNorm running statistics from one batch (random weights otherwise give activations
+    of 1e10 or 1e-7 through a deep net), then return the net in eval mode."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batch
+    net.train()
+    (forward or net)(x)
+    for m in bns:
+        m.momentum = 0.1
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory) -> tuple:
+    torch.manual_seed(0)
+    frames = torch.from_numpy(_video(0)[::40])  # 2 frames: BatchNorm needs a batch > 1
+    net = _calibrate_batchnorm(build_inception(), torch.nn.functional.interpolate(
+        frames.permute(0, 3, 1, 2).float() / 127.5 - 1, size=(299, 299), mode="bilinear"))
+    path = tmp_path_factory.mktemp("inception") / weights.INCEPTION_V3.filename
+    torch.save(net.state_dict(), path)
+    return path, net
+
+
+@pytest.fixture(scope="module")
+def i3d_file(tmp_path_factory) -> tuple:
+    torch.manual_seed(0)
+    net = build_i3d()
+    clip = torch.from_numpy(_video(0)[:16]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    clip = torch.nn.functional.interpolate(clip, size=(16, 112, 112), mode="trilinear")
+    _calibrate_batchnorm(net, clip, net.features)  # 112 px keeps it cheap; features hold every BN
+    path = tmp_path_factory.mktemp("i3d") / weights.I3D_KINETICS400.filename
+    torch.save({"state_dict": net.state_dict()}, path)  # wrapped, as some ports save it
+    return path, net
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory):
+    """A transformers CLIP folder: ViT-B/32 config (the default CLIPConfig), random weights, and a
+    byte-level BPE tokenizer without merges (every character is a token)."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    folder = tmp_path_factory.mktemp("clip") / weights.CLIP_VIT_B32.filename
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig()).eval()
+    model.save_pretrained(folder)
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    return folder, model
+
+
+def test_inception_round_trip_and_shape(inception_file, torch_one_thread):
+    path, net = inception_file
+    extractor = load_inception(path, verify=False)
+    for name, tensor in net.state_dict().items():
+        if name.startswith("fc."):  # the classifier is dropped: features are the 2048-d pool outputs
+            continue
+        torch.testing.assert_close(extractor.net.state_dict()[name], tensor, rtol=0, atol=0)
+    feats = extractor(torch.from_numpy(_video(0)[:2]))
+    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+    assert extractor.net.transform_input is False and net.Mixed_7c.branch_pool.conv.in_channels == 2048
+    with pytest.raises(weights.MissingWeightsError, match="sha256.*corrupt"):
+        load_inception(path, verify=True)  # a random file cannot carry the published digest prefix
+
+
+def test_i3d_round_trip_and_shape(i3d_file, torch_one_thread):
+    path, net = i3d_file
+    extractor = load_i3d(path)  # no published digest: existence only
+    for name, tensor in net.state_dict().items():
+        torch.testing.assert_close(extractor.net.state_dict()[name], tensor, rtol=0, atol=0)
+    assert sum(p.numel() for p in extractor.parameters()) == pytest.approx(12.7e6, rel=0.05)
+    feats = extractor(torch.from_numpy(_video(0))[None])
+    assert feats.shape == (1, 400) and torch.isfinite(feats).all()
+
+
+def test_state_dict_of_another_network_is_refused(i3d_file, tmp_path):
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="does not hold I3D.*missing keys"):
+        load_state_dict_file(build_i3d(), tmp_path / "other.pt", "I3D")
+
+
+def test_clip_round_trip_and_scores(clip_folder, torch_one_thread):
+    folder, model = clip_folder
+    scorer = load_clip(folder)
+    assert scorer.model.config.vision_config.patch_size == 32 and scorer.model.config.projection_dim == 512
+    loaded = scorer.model.state_dict()
+    for name in ("vision_model.embeddings.patch_embedding.weight", "text_projection.weight", "logit_scale"):
+        torch.testing.assert_close(loaded[name], model.state_dict()[name], rtol=0, atol=0)
+    frames = torch.from_numpy(_video(0)[:3])
+    assert scorer.preprocess(frames).shape == (3, 3, 224, 224)
+    cos = scorer(frames, "I walk over to the door.")
+    assert cos.shape == (3,) and bool((cos.abs() <= 1).all())
+    # the cosine is the one of the projected embeddings
+    with torch.no_grad():
+        tok = scorer.tokenizer(["I walk over to the door."], return_tensors="pt")
+        t = model.get_text_features(**tok)
+        v = model.get_image_features(pixel_values=scorer.preprocess(frames))
+        t = getattr(t, "pooler_output", t)
+        v = getattr(v, "pooler_output", v)
+    torch.testing.assert_close(cos, torch.nn.functional.cosine_similarity(v, t), rtol=1e-5, atol=1e-5)
+    (folder / "tokenizer.json").rename(folder / "tokenizer.json.bak")
+    try:
+        with pytest.raises(weights.MissingWeightsError, match="tokenizer.json"):
+            load_clip(folder)
+    finally:
+        (folder / "tokenizer.json.bak").rename(folder / "tokenizer.json")
+
+
+def test_missing_weights_name_the_file_and_source(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "weights"))
+    for spec in (weights.INCEPTION_V3, weights.I3D_KINETICS400, weights.CLIP_VIT_B32):
+        with pytest.raises(weights.MissingWeightsError) as err:
+            weights.resolve(spec)
+        message = str(err.value)
+        assert spec.filename in message and str(tmp_path / "weights") in message and spec.source[:30] in message
+    with pytest.raises(weights.MissingWeightsError, match="inception_v3_google-0cc3c7bd.pth"):
+        load_inception()
+    with pytest.raises(weights.MissingWeightsError, match="config.json"):
+        (tmp_path / "clip").mkdir()
+        load_clip(tmp_path / "clip")
+    providers = video_quality_providers(VideoQualityConfig())
+    assert [p.name for p in providers] == ["ifid", "fvd", "clip_sim"]
+    for p in providers:
+        assert isinstance(p, MetricProvider)
+        assert p.spec.filename in p.unavailable_reason()
+
+
+def test_weights_found_in_cache_folder(inception_file, tmp_path, monkeypatch):
+    path, _ = inception_file
+    monkeypatch.setenv(weights.CACHE_ENV, str(path.parent))
+    assert weights.resolve(weights.INCEPTION_V3, verify=False) == path
+    assert IFIDProvider(VideoQualityConfig(verify_weights=False)).unavailable_reason() is None
+    # with the checksum on (the default), a file that is not the published one is skipped up front
+    assert "sha256" in IFIDProvider(VideoQualityConfig()).unavailable_reason()
+    monkeypatch.delenv(weights.CACHE_ENV)
+    monkeypatch.setenv(weights.CACHE_ROOT_ENV, str(tmp_path))
+    assert weights.cache_dir() == tmp_path / "weights" and weights.features_dir() == tmp_path / "features"
+
+
+@pytest.mark.parametrize("kind", ["I-FID", pytest.param("FVD", marks=pytest.mark.slow)])
+def test_frechet_providers_score_matched_sets_best(kind, inception_file, i3d_file, tmp_path, torch_one_thread):
+    """Identical sets score 0, slightly perturbed frames less than strongly perturbed ones; the
+    feature cache serves repeated clips. (FVD: ~6 s per I3D clip on one CPU core, hence slow.)"""
+    config = VideoQualityConfig(inception_weights=str(inception_file[0]), i3d_weights=str(i3d_file[0]),
+                                verify_weights=False, ifid_frame_stride=10, feature_cache=str(tmp_path / "cache"))
+    provider_type = IFIDProvider if kind == "I-FID" else FVDProvider
+    n = 3 if kind == "I-FID" else 2
+    reference = _clips([_video(s) for s in range(n)], "ref")
+    same = _clips([_video(s) for s in range(n)], "ref")  # the same content: cached features are reused
+    slight = _clips([_noisy(_video(s), 10.0, s) for s in range(n)], "slight")
+    strong = _clips([_noisy(_video(s), 60.0, s) for s in range(n)], "strong")
+    rng = np.random.default_rng(0)
+    provider = provider_type(config)
+    scores = {name: provider.evaluate(gen, reference, rng).metrics[kind].value
+              for name, gen in (("same", same), ("slight", slight), ("strong", strong))}
+    print(kind, scores)
+    assert scores["same"] == pytest.approx(0.0, abs=1e-9 * scores["strong"])
+    assert 0 < scores["slight"] < scores["strong"]
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3 * n  # 4n clips scored, `same` reused the reference's
+    # a second run reads the cache: identical numbers without running the network
+    again = provider_type(config)
+    again._net = "not used"  # calling it would fail
+    assert again.evaluate(slight, reference, rng).metrics[kind].value == scores["slight"]
+
+
+def test_clip_sim_provider(clip_folder, tmp_path, torch_one_thread):
+    config = VideoQualityConfig(clip_weights=str(clip_folder[0]), feature_cache=str(tmp_path / "cache"),
+                                bootstrap_resamples=20)
+    provider = ClipSimProvider(config)
+    assert provider.unavailable_reason() is None
+    videos = [_video(s)[::10] for s in range(2)]  # 5 frames each keeps the CPU test short
+    clips = _clips(videos, "v", ["I walk over to the door.", "I look down at my hands."])
+    res = provider.evaluate(clips, clips, np.random.default_rng(0))
+    per_clip = res.per_clip["CLIP-SIM"]
+    assert per_clip.shape == (2,) and np.all(np.abs(per_clip) <= 100)
+    expected = [100 * float(provider.net(torch.from_numpy(v), c.text).mean()) for v, c in zip(videos, clips)]
+    np.testing.assert_allclose(per_clip, expected, rtol=1e-5)
+    assert res.metrics["CLIP-SIM"].value == pytest.approx(np.mean(expected), rel=1e-6)
