@@ -12,7 +12,9 @@ from egotwin_bench import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "curation",
     "evaluate",
+    "evaluators",
     "hand_classifier",
+    "synthetic",
 )
 """Modules under `egotwin_bench.commands` whose `register(app)` adds their command(s)."""
 

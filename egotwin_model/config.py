@@ -164,6 +164,39 @@ class GuidanceConfig:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One row of the paper's Table 1/2: the three EgoTwin designs on (True) or off.
+
+    MR off -> the root-centric representation (Guo et al.'s standard one, 275-d) instead of the
+    head-centric reformulation; IM off -> full joint attention (no interaction mask, fused SDPA);
+    AD off -> one timestep for video and motion and vanilla CFG at sampling.
+    """
+
+    motion_reformulation: bool = True
+    interaction_mask: bool = True
+    asynchronous: bool = True
+    description: str = ""
+
+    @property
+    def representation(self) -> str:
+        return "head_centric" if self.motion_reformulation else "root_centric"
+
+    def switches(self) -> tuple[str, bool, bool]:
+        """(representation, interaction_mask, asynchronous) as stored in `EgoTwinConfig`."""
+        return self.representation, self.interaction_mask, self.asynchronous
+
+
+VARIANTS: dict[str, Variant] = {
+    "egotwin": Variant(description="full model"),
+    "wo_mr": Variant(motion_reformulation=False, description="w/o MR: root-centric motion"),
+    "wo_im": Variant(interaction_mask=False, description="w/o IM: no interaction mask"),
+    "wo_ad": Variant(asynchronous=False, description="w/o AD: synchronous diffusion, vanilla CFG"),
+    "vidmld": Variant(False, False, False, description="VidMLD baseline: all three designs off"),
+}
+"""The paper's baseline and ablations (§4.1 "Baseline", §4.4, Table 2) by name."""
+
+
+@dataclass(frozen=True)
 class EgoTwinConfig:
     """Everything the networks need; `extra` keeps other TOML sections for train/sample."""
 
@@ -202,7 +235,7 @@ class EgoTwinConfig:
         if "representation" in data:
             kwargs["representation"] = data.pop("representation")
         for key, klass in sections.items():
-            kwargs[key] = _build(klass, data.pop(key, {}), key)
+            kwargs[key] = section_from_dict(klass, data.pop(key, {}), key)
         rep = kwargs.get("representation")
         if rep in REPRESENTATION_DIMS and kwargs["motion_vae"].in_dim != REPRESENTATION_DIMS[rep]:
             if "in_dim" not in data_sections.get("motion_vae", {}):  # follow the representation
@@ -242,6 +275,22 @@ class EgoTwinConfig:
         changes = {k: v for k, v in (("interaction_mask", interaction_mask), ("asynchronous", asynchronous)) if v is not None}
         return dataclasses.replace(self, dit=dataclasses.replace(self.dit, **changes))
 
+    def with_ablation(self, name: str) -> "EgoTwinConfig":
+        """The named paper variant (`VARIANTS`: egotwin, wo_mr, wo_im, wo_ad, vidmld) of this config."""
+        if name not in VARIANTS:
+            raise ValueError(f"unknown variant {name!r}; known: {sorted(VARIANTS)}")
+        v = VARIANTS[name]
+        cfg = self.with_representation(v.representation) if v.representation else self
+        return cfg.with_variant(interaction_mask=v.interaction_mask, asynchronous=v.asynchronous)
+
+    @property
+    def variant(self) -> str | None:
+        """Name of the `VARIANTS` entry this config's three switches match (None if none does)."""
+        for name, v in VARIANTS.items():
+            if v.switches() == (self.representation, self.dit.interaction_mask, self.dit.asynchronous):
+                return name
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (TOML/JSON-able) that `from_dict` reads back to an equal config."""
         d = dataclasses.asdict(self)
@@ -249,7 +298,8 @@ class EgoTwinConfig:
         return {**d, **extra}
 
 
-def _build(klass: type, values: dict[str, Any], section: str) -> Any:
+def section_from_dict(klass: type, values: dict[str, Any], section: str) -> Any:
+    """Build the dataclass `klass` from a TOML/JSON dict (lists -> tuples); unknown keys are an error."""
     names = {f.name: f for f in dataclasses.fields(klass)}
     unknown = sorted(set(values) - set(names))
     if unknown:

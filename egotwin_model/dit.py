@@ -41,6 +41,7 @@ from torch import nn
 
 from egotwin_model.config import DiTConfig
 from egotwin_model.interaction import Backend, MaskSpec, TokenLayout, joint_attention
+from egotwin_model.pretrained import PretrainedMixin
 
 Rope = tuple[torch.Tensor, torch.Tensor]
 
@@ -169,12 +170,16 @@ class EgoTwinBlock(CogVideoXBlock):
         return video, text, motion
 
 
-class EgoTwinDiT(nn.Module):
+class EgoTwinDiT(PretrainedMixin, nn.Module):
     """The EgoTwin denoiser. `forward(text, video, motion, t_video, t_motion) -> DiTOutput`.
 
     `video=None`: text + motion only (stage t2m; only the lower `motion_layers` blocks run).
     `motion=None`: text-to-video only (equals CogVideoX on the same weights).
+    Weights: `load_cogvideox(folder)` (pretrained text/video branches), `save_pretrained(folder)` /
+    `EgoTwinDiT.from_pretrained(folder, attention_backend=...)` (the whole model).
     """
+
+    config_class = DiTConfig
 
     def __init__(self, config: DiTConfig, attention_backend: Backend = "auto") -> None:
         super().__init__()

@@ -223,7 +223,7 @@ class VideoVAE:
         from diffusers import AutoencoderKLCogVideoX
 
         root = check_weights_folder(root, ("vae",))
-        vae = AutoencoderKLCogVideoX.from_pretrained(root / "vae", torch_dtype=dtype).to(device)
+        vae = AutoencoderKLCogVideoX.from_pretrained(root / "vae", torch_dtype=dtype, low_cpu_mem_usage=False).to(device)
         return cls(vae, size)
 
     @torch.no_grad()

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from egotwin_model.config import MotionVAEConfig
+from egotwin_model.pretrained import PretrainedMixin
 
 GroupIndex = slice | Sequence[int] | torch.Tensor
 
@@ -192,8 +193,11 @@ class DiagonalGaussian:
         return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
 
 
-class MotionVAE(nn.Module):
-    """Causal motion VAE: `encode` (B, T, Din) -> DiagonalGaussian (B, L, C_m); `decode` back."""
+class MotionVAE(PretrainedMixin, nn.Module):
+    """Causal motion VAE: `encode` (B, T, Din) -> DiagonalGaussian (B, L, C_m); `decode` back.
+    `save_pretrained(folder)` / `MotionVAE.from_pretrained(folder)`: config.json + safetensors."""
+
+    config_class = MotionVAEConfig
 
     def __init__(self, config: MotionVAEConfig) -> None:
         super().__init__()

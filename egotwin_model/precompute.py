@@ -157,6 +157,8 @@ def precompute(
         "text_length": text_encoder.max_length, "video_size": video_vae.size,
         "video_scaling_factor": video_vae.scaling_factor, "splits": {},
     }
+    if (cache / "manifest.json").is_file():  # keep the splits cached by earlier calls
+        manifest["splits"] = {k: v for k, v in load_manifest(cache)["splits"].items() if k not in splits}
     from egotwin_bench.evaluate.reference import split_ids
 
     for split in splits:

@@ -76,6 +76,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "cpu"
+    ac_every: int = 0
+    """Under torchrun: activation checkpointing of every k-th DiT block (0: off)."""
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -121,19 +123,22 @@ def make_run_settings(
     variant: str | None = None,
     weights: str | Path | None = None,
 ) -> RunSettings:
-    """Resolve the config and the ablation switches (vidmld = root-centric, no mask, sync)."""
+    """Resolve the config and the paper's switches.
+
+    `variant` names a row of `egotwin_model.config.VARIANTS` (egotwin, wo_mr, wo_im, wo_ad,
+    vidmld = all three off); the single switches (`representation`, `interaction_mask`,
+    `asynchronous`) then override it. The stored variant name is the row the result matches
+    ("custom" for other combinations).
+    """
     cfg = EgoTwinConfig.load(config)
-    if variant == "vidmld":
-        representation = representation or "root_centric"
-        interaction_mask = False if interaction_mask is None else interaction_mask
-        asynchronous = False if asynchronous is None else asynchronous
-    elif variant not in (None, "egotwin"):
-        raise ValueError(f"unknown variant {variant!r}; known: egotwin, vidmld")
+    if variant is not None:
+        cfg = cfg.with_ablation(variant)
     if representation is not None:
         cfg = cfg.with_representation(representation)
     cfg = cfg.with_variant(interaction_mask=interaction_mask, asynchronous=asynchronous)
-    name = variant or "egotwin"
-    return RunSettings(config=cfg.to_dict(), weights=str(Path(weights).resolve()) if weights else None, variant=name)
+    config_json = json.loads(json.dumps(cfg.to_dict()))  # tuples -> lists, as run.json stores them
+    return RunSettings(config=config_json, weights=str(Path(weights).resolve()) if weights else None,
+                       variant=cfg.variant or "custom")
 
 
 def open_run(run_dir: str | Path, settings: RunSettings | None) -> RunSettings:
@@ -265,11 +270,23 @@ def latest_checkpoint(run_dir: str | Path, stage: str) -> Path | None:
     return max(found)[1] if found else None
 
 
+def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module`'s full (unsharded) state dict on the CPU; collective when FSDP2-wrapped."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    sd = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().cpu() for k, v in sd.items()}
+
+
 def save_weights(module: nn.Module, path: Path) -> None:
-    """Atomic safetensors of `module`'s state dict."""
+    """Atomic safetensors of `module`'s full state dict (written by rank 0 only)."""
+    import torch.distributed as dist
+
     from egotwin_model.precompute import save_tensors
 
-    save_tensors(path, {k: v.detach().cpu() for k, v in module.state_dict().items()})
+    sd = full_state_dict(module)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        save_tensors(path, sd)
 
 
 def load_weights(module: nn.Module, path: Path, what: str) -> nn.Module:
@@ -285,28 +302,45 @@ def load_weights(module: nn.Module, path: Path, what: str) -> nn.Module:
 
 @dataclass
 class Stage:
-    """A built stage: the checkpointed module, its trainable parameters, data and loss.
+    """A built stage: the checkpointed module, its data and loss.
 
-    `loss(batch, generator)` returns (scalar, parts); every random draw of a step comes from
-    `generator` (or torch's global RNG, e.g. dropout), both of which are checkpointed.
-    `finalize()` writes what later stages load (called once `max_steps` is reached).
+    The trainable parameters are those of `model` with ``requires_grad`` (looked up after
+    FSDP wrapping, which replaces the parameter objects). `loss(batch, generator)` returns
+    (scalar, parts); every random draw of a step comes from `generator` (or torch's global RNG,
+    e.g. dropout), both of which are checkpointed. `post_backward(model)` may edit gradients
+    before clipping; `no_decay` names parameters without weight decay. `finalize()` writes what
+    later stages load (called on every rank once `max_steps` is reached).
     """
 
     name: str
     model: nn.Module
-    params: list[nn.Parameter]
     num_items: int
     batch: Callable[[list[int]], dict[str, torch.Tensor]]
     loss: Callable[[dict[str, torch.Tensor], torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
     finalize: Callable[[], None] = lambda: None
+    post_backward: Callable[[nn.Module], None] | None = None
+    no_decay: tuple[str, ...] = ()
+    blocks: nn.ModuleList | None = None
+    """Transformer blocks to shard one by one under FSDP2 (None: the root only)."""
     extra_state: dict[str, Any] = field(default_factory=dict)
 
 
-def build_optimizer(params: list[nn.Parameter], tc: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters (the lr is set every step by `lr_at`)."""
-    if not params:
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def build_optimizer(model: nn.Module, tc: TrainConfig, no_decay: Iterable[str] = ()) -> torch.optim.Optimizer:
+    """AdamW over `model`'s trainable parameters; `no_decay` names get weight decay 0.
+
+    The lr is set every step by `lr_at`.
+    """
+    skip = set(no_decay)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError(f"stage {tc.stage}: no trainable parameter")
-    return torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    groups = [{"params": [p for n, p in named if n not in skip], "weight_decay": tc.weight_decay},
+              {"params": [p for n, p in named if n in skip], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=tc.lr, betas=tc.betas)
 
 
 def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
@@ -335,16 +369,87 @@ def train_step(stage: Stage, optimizer: torch.optim.Optimizer, batch: dict[str, 
         raise FloatingPointError(f"stage {stage.name}: non-finite loss {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(stage.params, grad_clip) if grad_clip > 0 else torch.tensor(0.0)
+    if stage.post_backward is not None:
+        stage.post_backward(stage.model)
+    params = trainable_parameters(stage.model)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip > 0 else torch.tensor(0.0)
+    if hasattr(grad_norm, "full_tensor"):  # DTensor under FSDP2
+        grad_norm = grad_norm.full_tensor()
     optimizer.step()
     return {"loss": float(loss.detach()), "grad_norm": float(grad_norm), "lr": lr,
             **{k: float(v) for k, v in parts.items()}}
 
 
-def train(stage: Stage, tc: TrainConfig, run_dir: str | Path, progress: bool = True) -> list[dict[str, float]]:
+@torch.no_grad()
+def evaluation_loss(stage: Stage, indices: list[int], seed: int = 0, draws: int = 4) -> float:
+    """Mean loss of `stage` on items `indices` over `draws` fixed random draws (noise, timesteps,
+    text dropout), in eval mode: the same number for the same weights, whatever the RNG state."""
+    stage.model.eval()
+    generator = torch.Generator(device=next(stage.model.parameters()).device).manual_seed(seed)
+    batch = stage.batch(indices)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        total = sum(float(stage.loss(batch, generator)[0]) for _ in range(draws))
+    return total / draws
+
+
+# ---------------------------------------------------------------------------- distributed
+
+
+def launched_by_torchrun() -> bool:
+    """True under ``torchrun`` (it sets RANK / LOCAL_RANK / WORLD_SIZE)."""
+    import os
+
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def parallelize(stage: Stage, info, tc: TrainConfig, ac_every: int = 0) -> None:
+    """FSDP2 (`egotwin_model.parallel.apply_fsdp`): shard `stage.blocks` one by one, then the root.
+
+    bf16 compute / fp32 master weights on CUDA, fp32 on CPU; activation checkpointing of every
+    `ac_every`-th block (0: off).
+    """
+    from egotwin_model.parallel import apply_activation_checkpointing, apply_fsdp
+
+    blocks = [stage.blocks] if stage.blocks is not None else []
+    if ac_every and blocks:
+        apply_activation_checkpointing(stage.blocks, every=ac_every)
+    dtype = torch.bfloat16 if info.device.type == "cuda" else torch.float32
+    apply_fsdp(stage.model, blocks, info, param_dtype=dtype)
+
+
+def rank_batch(indices: list[int], info) -> list[int]:
+    """This rank's share of the global batch (`indices` split round-robin over the ranks)."""
+    if info is None or info.world_size == 1:
+        return indices
+    if len(indices) % info.world_size:
+        raise ValueError(f"--batch-size {len(indices)} must be a multiple of the {info.world_size} ranks")
+    return indices[info.rank::info.world_size]
+
+
+def _gather_rng(generator: torch.Generator, info) -> list[dict[str, Any]]:
+    """Every rank's RNG state (rank order), JSON-able; collective under torchrun."""
+    import torch.distributed as dist
+
+    mine = _json_safe(rng_state(generator))
+    if info is None or info.world_size == 1:
+        return [mine]
+    states: list[Any] = [None] * info.world_size
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def is_main(info) -> bool:
+    return info is None or info.is_main
+
+
+def train(stage: Stage, tc: TrainConfig, run_dir: str | Path, progress: bool = True, info=None) -> list[dict[str, float]]:
     """Run `stage` to `tc.max_steps`, resuming from its latest checkpoint; returns this call's log.
 
-    Checkpoints every `checkpoint_every` steps and at `max_steps`, then calls `stage.finalize()`.
+    Checkpoints (`egotwin_model.parallel.save_checkpoint`: DCP, atomic) every
+    `checkpoint_every` steps and at `max_steps`, then calls `stage.finalize()`. `info`: the
+    `DistInfo` of a torchrun job (the model already wrapped by `parallelize`), None for one
+    plain process. Only rank 0 logs.
     """
     from tqdm import tqdm
 
@@ -352,8 +457,9 @@ def train(stage: Stage, tc: TrainConfig, run_dir: str | Path, progress: bool = T
 
     out = stage_dir(run_dir, stage.name)
     out.mkdir(parents=True, exist_ok=True)
-    generator = seed_everything(tc.seed, tc.device)
-    optimizer = build_optimizer(stage.params, tc)
+    rank = 0 if info is None else info.rank
+    generator = seed_everything(tc.seed + rank, tc.device)
+    optimizer = build_optimizer(stage.model, tc, stage.no_decay)
     step = 0
     ckpt = latest_checkpoint(run_dir, stage.name)
     if ckpt is not None:
@@ -361,24 +467,29 @@ def train(stage: Stage, tc: TrainConfig, run_dir: str | Path, progress: bool = T
         if state.get("batch_size") != tc.batch_size or state.get("seed") != tc.seed:
             raise ValueError(f"{ckpt} was written with batch size {state.get('batch_size')} and seed "
                              f"{state.get('seed')}; resume with the same --batch-size/--seed")
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if len(rngs) != (1 if info is None else info.world_size):
+            raise ValueError(f"{ckpt} was written by {len(rngs)} rank(s); resume with as many")
         step = int(state["step"])
-        set_rng_state(state["rng"], generator)
+        set_rng_state(rngs[rank], generator)
     log: list[dict[str, float]] = []
-    bar = tqdm(total=tc.max_steps, initial=step, desc=f"train {stage.name}", disable=not progress)
+    main = is_main(info)
+    bar = tqdm(total=tc.max_steps, initial=step, desc=f"train {stage.name}", disable=not (progress and main))
     with (out / "log.jsonl").open("a") as logfile:
         while step < tc.max_steps:
-            batch = stage.batch(batch_indices(stage.num_items, tc.batch_size, step, tc.seed))
+            indices = rank_batch(batch_indices(stage.num_items, tc.batch_size, step, tc.seed), info)
+            batch = stage.batch(indices)
             record = {"step": step + 1, **train_step(stage, optimizer, batch, generator, lr_at(step, tc), tc.grad_clip)}
             step += 1
             log.append(record)
-            if step % tc.log_every == 0 or step == tc.max_steps:
+            if main and (step % tc.log_every == 0 or step == tc.max_steps):
                 logfile.write(json.dumps(record) + "\n")
                 logfile.flush()
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
             bar.update(1)
             if step % tc.checkpoint_every == 0 or step == tc.max_steps:
                 state = {"step": step, "stage": stage.name, "batch_size": tc.batch_size, "seed": tc.seed,
-                         "data_position": step * tc.batch_size, "rng": _json_safe(rng_state(generator)),
+                         "data_position": step * tc.batch_size, "rng": _gather_rng(generator, info),
                          **stage.extra_state}
                 save_checkpoint(out / "checkpoints" / f"step-{step}", stage.model, optimizer, state)
     bar.close()
@@ -471,7 +582,7 @@ def build_video_vae_stage(run_dir: Path, dataset: str | Path, config: EgoTwinCon
         vae.eval()
         with torch.no_grad():
             z = torch.cat([vae.encode(frames[i:i + 2].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).latent_dist.mean
-                           for i in range(0, min(len(frames), 16), 2)])
+                           for i in range(0, min(len(frames), 4), 2)])
         vae.register_to_config(scaling_factor=float(1.0 / z.std().clamp_min(1e-6)))
         target = Path(run_dir) / "encoders" / "vae"
         tmp = target.with_name("vae.tmp")
@@ -480,7 +591,7 @@ def build_video_vae_stage(run_dir: Path, dataset: str | Path, config: EgoTwinCon
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
 
-    return Stage("video-vae", vae, [p for p in vae.parameters()], len(frames), batch, loss, finalize)
+    return Stage("video-vae", vae, len(frames), batch, loss, finalize)
 
 
 # ------------------------------------------------------------------------------- stage: vae
@@ -526,7 +637,7 @@ def build_motion_vae_stage(run_dir: Path, config: EgoTwinConfig) -> Stage:
         write_json(stage_dir(run_dir, "vae") / "latent_stats.json",
                    {"scale": float(1.0 / z.std().clamp_min(1e-6)), "representation": rep})
 
-    return Stage("vae", vae, list(vae.parameters()), len(data), data.batch, loss, finalize)
+    return Stage("vae", vae, len(data), data.batch, loss, finalize)
 
 
 # ------------------------------------------------------------------------ stages: t2m, joint
@@ -554,31 +665,36 @@ def video_condition(video_latents: torch.Tensor, first_frame_latent: torch.Tenso
     return torch.cat([first_frame_latent, video_latents[:, 1:]], dim=1)
 
 
-def freeze_text_branch(dit: nn.Module) -> list[nn.Parameter]:
-    """Stage t2m: freeze all but the motion branch; return the trainable parameters.
+TIME_EMBEDDING_WEIGHT: str = "time_embedding.linear_1.weight"
+"""The first Linear of the timestep MLP: its input is [sinusoid(t_video), sinusoid(t_motion)]."""
+
+
+def freeze_text_branch(dit: nn.Module) -> tuple[tuple[str, ...], Callable[[nn.Module], None] | None]:
+    """Stage t2m: freeze all but the motion branch (sets ``requires_grad``).
 
     The timestep MLP is shared; with asynchronous timesteps its first Linear sees
     [sinusoid(t_video), sinusoid(t_motion)], and the t_motion columns (zero when initialised
     from CogVideoX) are the only way the network learns the motion noise level, so those columns
-    train (the t_video columns are masked out of the gradient) — they act on the motion
-    timestep only. Everything else the text/video branch owns stays frozen.
+    train and the t_video columns stay frozen: the returned `post_backward` zeroes their
+    gradient and the weight gets no weight decay (returned name). Everything else the
+    text/video branch owns stays frozen. Returns (no_decay names, post_backward).
     """
     from egotwin_model.dit import _is_motion
 
-    trainable = []
     for name, p in dit.named_parameters():
         p.requires_grad_(_is_motion(name))
-        if p.requires_grad:
-            trainable.append(p)
-    if dit.config.asynchronous:
-        w = dit.time_embedding.linear_1.weight
-        half = w.shape[1] // 2
-        mask = torch.zeros_like(w)
-        mask[:, half:] = 1.0
-        w.requires_grad_(True)
-        w.register_hook(lambda g: g * mask.to(g.device, g.dtype))
-        trainable.append(w)
-    return trainable
+    if not dit.config.asynchronous:
+        return (), None
+    dict(dit.named_parameters())[TIME_EMBEDDING_WEIGHT].requires_grad_(True)
+
+    def zero_video_columns(model: nn.Module) -> None:
+        grad = dict(model.named_parameters())[TIME_EMBEDDING_WEIGHT].grad
+        if grad is None:
+            return
+        local = grad.to_local() if hasattr(grad, "to_local") else grad  # FSDP2 shards rows (dim 0)
+        local[:, : local.shape[1] // 2] = 0
+
+    return (TIME_EMBEDDING_WEIGHT,), zero_video_columns
 
 
 def build_diffusion_stage(stage: str, run_dir: Path, config: EgoTwinConfig, settings: RunSettings,
@@ -599,13 +715,13 @@ def build_diffusion_stage(stage: str, run_dir: Path, config: EgoTwinConfig, sett
     motion_vae, scale = load_motion_vae(run_dir, config)
     motion_vae.to(device)
     dit = seeded(lambda: EgoTwinDiT(config.dit), tc.seed).to(device)
+    no_decay, post_backward = (), None
     if joint:
         load_weights(dit, dit_path(run_dir, "t2m"), "t2m")
-        params = list(dit.parameters())
     else:
         if settings.weights:
             dit.load_cogvideox(Path(settings.weights) / "transformer")
-        params = freeze_text_branch(dit)
+        no_decay, post_backward = freeze_text_branch(dit)
     alphas = diffusion.alphas_cumprod(config.diffusion).to(device)
     null_text = data.null_text.to(device)
     pred = config.diffusion.prediction_type
@@ -636,7 +752,8 @@ def build_diffusion_stage(stage: str, run_dir: Path, config: EgoTwinConfig, sett
     def finalize() -> None:
         save_weights(dit, dit_path(run_dir, stage))
 
-    return Stage(stage, dit, params, len(data), batch, loss, finalize)
+    return Stage(stage, dit, len(data), batch, loss, finalize, post_backward=post_backward, no_decay=no_decay,
+                 blocks=dit.blocks)
 
 
 def build_stage(stage: str, run_dir: str | Path, settings: RunSettings, tc: TrainConfig,
@@ -658,9 +775,76 @@ def build_stage(stage: str, run_dir: str | Path, settings: RunSettings, tc: Trai
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
 
+def precompute_run(run_dir: str | Path, settings: RunSettings, dataset: str | Path, device: str = "cpu",
+                   progress: bool = True, **options: Any) -> dict:
+    """Fill RUN_DIR/cache with `egotwin_model.precompute.precompute` (resumable); returns its manifest.
+
+    The encoders come from `encoders_dir` (the user's CogVideoX folder, or RUN_DIR/encoders
+    written by ``--stage video-vae`` for tiny runs). `options` go to `precompute` (splits,
+    limit, batch_size, storage_dtype).
+    """
+    from egotwin_model.encoders import load_encoders
+    from egotwin_model.precompute import precompute
+
+    cfg = settings.model_config()
+    text, video = load_encoders(encoders_dir(Path(run_dir), settings), cfg.dit.max_text_seq_length,
+                                video_size(cfg), device=device)
+    return precompute(dataset, Path(run_dir) / "cache", text, video, progress=progress, **options)
+
+
+def ensure_cache(run_dir: str | Path, settings: RunSettings, dataset: str | Path | None,
+                 device: str = "cpu", progress: bool = True) -> Path:
+    """RUN_DIR/cache; built from `dataset` (all splits) by `precompute_run` if it is missing."""
+    cache = Path(run_dir) / "cache"
+    if (cache / "manifest.json").is_file():
+        return cache
+    if dataset is None:
+        raise FileNotFoundError(f"{cache / 'manifest.json'} not found: pass --dataset DIR (the cache is built "
+                                "from it) or run `egotwin-model precompute` first")
+    precompute_run(run_dir, settings, dataset, device, progress)
+    return cache
+
+
 def run_stage(stage: str, run_dir: str | Path, settings: RunSettings | None = None, dataset: str | Path | None = None,
               progress: bool = True, **overrides: Any) -> list[dict[str, float]]:
-    """Open/check RUN_DIR, build `stage` and train it to `max_steps` (resuming); returns the log."""
+    """Open/check RUN_DIR, build `stage` and train it to `max_steps` (resuming); returns the log.
+
+    Stages vae/t2m/joint build RUN_DIR/cache from `dataset` first if it is missing. Under
+    ``torchrun`` the process group is joined (`egotwin_model.parallel.init_distributed`) and
+    the t2m/joint DiT is sharded with FSDP2 (`parallelize`); rank 0 alone writes cache and logs.
+    """
+    import torch.distributed as dist
+
+    from egotwin_model.parallel import init_distributed
+
     settings = open_run(run_dir, settings)
     tc = train_config(stage, settings.model_config(), **overrides)
-    return train(build_stage(stage, run_dir, settings, tc, dataset, progress), tc, run_dir, progress)
+    info = None
+    if launched_by_torchrun():
+        info = init_distributed(tc.device)
+        tc = dataclasses.replace(tc, device=str(info.device))
+        if info.world_size > 1 and stage in ("video-vae", "vae"):
+            raise ValueError(f"--stage {stage} trains a small VAE in one process: run it without torchrun "
+                             "(or with --nproc-per-node 1)")
+    if stage != "video-vae":
+        if is_main(info):
+            ensure_cache(run_dir, settings, dataset, "cpu" if info is None else tc.device, progress)
+        if info is not None:
+            dist.barrier()
+    built = build_stage(stage, run_dir, settings, tc, dataset, progress)
+    if info is not None and stage in ("t2m", "joint"):
+        parallelize(built, info, tc, tc.ac_every)
+    return train(built, tc, run_dir, progress, info)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m egotwin_model.train ARGS`` = ``egotwin-model train ARGS`` (for torchrun)."""
+    import sys
+
+    from egotwin_model.cli import app
+
+    app(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()

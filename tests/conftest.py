@@ -15,7 +15,9 @@ pytest_plugins: list[str] = [
     "tests.fixtures_dataset",
     "tests.fixtures_networks",
     "tests.fixtures_evaluate",
+    "tests.fixtures_metrics",
     "tests.fixtures_model",
+    "tests.fixtures_synthetic",
 ]
 
 

@@ -208,3 +208,99 @@ def test_activation_checkpointing_per_block(tiny_cfg: DiTConfig) -> None:
     assert torch.equal(loss, loss_ref)
     for g1, g2 in zip(grads, grads_ref):
         torch.testing.assert_close(g1, g2)
+
+
+# ---------------------------------------------------------------- save / load, paper variants
+
+
+@pytest.mark.parametrize("sincos", [False, True])
+def test_save_pretrained_round_trip_is_exact(tmp_path: Path, tiny_cfg: DiTConfig, sincos: bool) -> None:
+    """config.json + safetensors -> the same config, bit-identical weights and predictions.
+    With sin-cos video positions the model has a non-persistent buffer (built, not loaded)."""
+    cfg = dataclasses.replace(tiny_cfg, use_video_sincos_positions=sincos)
+    torch.manual_seed(0)
+    model = EgoTwinDiT(cfg).eval()
+    _randomise(model)
+    folder = model.save_pretrained(tmp_path / "dit")
+    loaded = EgoTwinDiT.from_pretrained(folder, attention_backend="dense")
+    assert loaded.config == cfg and loaded.attention_backend == "dense" and not loaded.training
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
+    state, state2 = model.state_dict(), loaded.state_dict()
+    assert state.keys() == state2.keys() and all(torch.equal(state[k], state2[k]) for k in state)
+    x = _inputs(cfg)
+    with torch.no_grad():
+        a = model(x["text"], x["video"], x["motion"], x["t_video"], x["t_motion"])
+        b = loaded(x["text"], x["video"], x["motion"], x["t_video"], x["t_motion"])
+    assert torch.equal(a.video, b.video) and torch.equal(a.motion, b.motion)
+    half = EgoTwinDiT.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+
+
+def test_from_pretrained_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        EgoTwinDiT.from_pretrained(tmp_path / "no_such_run")
+
+
+def _attention_routes(model: EgoTwinDiT, x: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The route `joint_attention` takes in each block of one forward."""
+    import egotwin_model.dit as dit_module
+    from egotwin_model.interaction import joint_attention as real
+
+    routes: list[str] = []
+
+    def spy(q, k, v, spec):
+        routes.append(spec.resolve(q.device) if spec is not None else "none")
+        return real(q, k, v, spec)
+
+    monkeypatch.setattr(dit_module, "joint_attention", spy)
+    t_motion = x["t_motion"] if model.config.asynchronous else x["t_video"]
+    with torch.no_grad():
+        model(x["text"], x["video"], x["motion"], x["t_video"], t_motion)
+    return routes
+
+
+def test_variant_switches_change_the_computation(tiny_cfg: DiTConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paper Table 2: "w/o IM" drops the mask (fused unmasked SDPA in the joint blocks), "w/o AD"
+    has one timestep embedding (input D, not 2D) that refuses t_motion != t_video; VidMLD both."""
+    base = EgoTwinConfig.load("tiny")
+    base = dataclasses.replace(base, dit=tiny_cfg)
+    x = _inputs(tiny_cfg)
+    joint, upper = tiny_cfg.motion_layers, tiny_cfg.num_layers - tiny_cfg.motion_layers
+    routes, models = {}, {}
+    for name in ("egotwin", "wo_im", "wo_ad", "vidmld"):
+        cfg = base.with_ablation(name)
+        assert cfg.variant == name
+        torch.manual_seed(0)
+        models[name] = EgoTwinDiT(cfg.dit).eval()
+        routes[name] = _attention_routes(models[name], x, monkeypatch)
+    assert routes["egotwin"] == routes["wo_ad"] == ["dense"] * joint + ["none"] * upper
+    assert routes["wo_im"] == routes["vidmld"] == ["none"] * tiny_cfg.num_layers
+    d = tiny_cfg.inner_dim
+    widths = {name: m.time_embedding.linear_1.in_features for name, m in models.items()}
+    assert widths == {"egotwin": 2 * d, "wo_im": 2 * d, "wo_ad": d, "vidmld": d}
+    for name in ("wo_ad", "vidmld"):
+        with pytest.raises(ValueError, match="t_motion == t_video"):
+            models[name](x["text"], x["video"], x["motion"], x["t_video"], x["t_motion"])
+    # same weights, mask on vs off: different predictions for both modalities
+    _randomise(models["egotwin"])
+    models["wo_im"].load_state_dict(models["egotwin"].state_dict())
+    with torch.no_grad():
+        a = models["egotwin"](x["text"], x["video"], x["motion"], x["t_video"], x["t_motion"])
+        b = models["wo_im"](x["text"], x["video"], x["motion"], x["t_video"], x["t_motion"])
+    assert not torch.allclose(a.video, b.video) and not torch.allclose(a.motion, b.motion)
+
+
+def test_variant_names() -> None:
+    from egotwin_model.config import VARIANTS
+
+    paper = EgoTwinConfig.load("paper")
+    switches = {name: paper.with_ablation(name) for name in VARIANTS}
+    assert {n: (c.representation, c.dit.interaction_mask, c.dit.asynchronous) for n, c in switches.items()} == {
+        "egotwin": ("head_centric", True, True), "wo_mr": ("root_centric", True, True),
+        "wo_im": ("head_centric", False, True), "wo_ad": ("head_centric", True, False),
+        "vidmld": ("root_centric", False, False),
+    }
+    assert switches["vidmld"].with_ablation("egotwin") == paper  # variants are absolute, not cumulative
+    assert paper.with_variant(interaction_mask=False, asynchronous=False).variant is None  # not a paper row
+    with pytest.raises(ValueError, match="known"):
+        paper.with_ablation("w/o everything")

@@ -201,3 +201,15 @@ def test_ddim_with_an_oracle_recovers_the_data(steps: int, alphas: torch.Tensor)
     torch.testing.assert_close(x, x0, atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="--steps"):
         diffusion.set_inference_steps(sched, 0)
+
+
+@pytest.mark.parametrize("variant", ["egotwin", "wo_ad", "vidmld"])
+def test_variant_sets_timesteps_and_guidance(variant: str) -> None:
+    """"w/o AD" / VidMLD: one shared timestep in training and vanilla CFG (cond + uncond) at sampling;
+    EgoTwin: independent timesteps and eq. 3 / eq. 4 (3 / 5 passes)."""
+    asynchronous = EgoTwinConfig.load("tiny").with_ablation(variant).dit.asynchronous
+    assert asynchronous is (variant == "egotwin")
+    tv, tm = diffusion.sample_timesteps(256, asynchronous, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tv, tm) is (not asynchronous)
+    counts = {task: len(passes(task, asynchronous)) for task in ("t2vm", "tm2v", "tv2m")}
+    assert counts == ({"t2vm": 5, "tm2v": 3, "tv2m": 3} if asynchronous else {"t2vm": 2, "tm2v": 2, "tv2m": 2})

@@ -141,3 +141,63 @@ def test_config_rejects_mismatched_latent_dim() -> None:
     cfg = EgoTwinConfig.load("tiny")
     with pytest.raises(ValueError, match="motion_channels"):
         dataclasses.replace(cfg, motion_vae=dataclasses.replace(cfg.motion_vae, latent_dim=5))
+
+
+@pytest.mark.parametrize("representation", ["head_centric", "root_centric"])
+def test_save_pretrained_round_trip_is_exact(tmp_path, representation: str) -> None:
+    cfg = EgoTwinConfig.load("tiny").with_representation(representation).motion_vae
+    torch.manual_seed(1)
+    vae = MotionVAE(cfg).eval()
+    folder = vae.save_pretrained(tmp_path / "vae")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    loaded = MotionVAE.from_pretrained(folder)
+    assert loaded.config == cfg and not loaded.training
+    state, state2 = vae.state_dict(), loaded.state_dict()
+    assert state.keys() == state2.keys() and all(torch.equal(state[k], state2[k]) for k in state)
+    x = torch.randn(2, MOTION_FRAMES, cfg.in_dim)
+    with torch.no_grad():
+        assert torch.equal(vae.encode(x).mean, loaded.encode(x).mean)
+        assert torch.equal(vae.decode(torch.randn(2, 21, cfg.latent_dim, generator=torch.Generator().manual_seed(0))),
+                           loaded.decode(torch.randn(2, 21, cfg.latent_dim, generator=torch.Generator().manual_seed(0))))
+    vae.save_pretrained(folder)  # overwriting an existing folder works and leaves no temp folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae"]
+
+
+def test_from_pretrained_errors(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        MotionVAE.from_pretrained(tmp_path / "nowhere")
+    from egotwin_model.dit import EgoTwinDiT
+
+    EgoTwinDiT(EgoTwinConfig.load("tiny").dit).save_pretrained(tmp_path / "dit")
+    with pytest.raises(ValueError, match="holds a 'EgoTwinDiT', not a MotionVAE"):
+        MotionVAE.from_pretrained(tmp_path / "dit")
+    vae = MotionVAE(EgoTwinConfig.load("tiny").motion_vae)
+    vae.save_pretrained(tmp_path / "vae")
+    (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="diffusion_pytorch_model.safetensors"):
+        MotionVAE.from_pretrained(tmp_path / "vae")
+    root = MotionVAE(EgoTwinConfig.load("tiny").with_representation("root_centric").motion_vae)
+    root.save_pretrained(tmp_path / "root")
+    config = (tmp_path / "root" / "config.json")
+    config.write_text(config.read_text().replace("275", "288"))  # weights no longer fit the config
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        MotionVAE.from_pretrained(tmp_path / "root")
+
+
+@pytest.mark.parametrize("variant", ["wo_mr", "vidmld"])
+def test_without_motion_reformulation_is_root_centric(variant: str) -> None:
+    """"w/o MR" (and VidMLD) swap the 288-d head-centric features for the 275-d root-centric ones:
+    the VAE's input layer and the loss groups change with them."""
+    base = EgoTwinConfig.load("tiny")
+    cfg = base.with_ablation(variant)
+    assert cfg.variant == variant and base.variant == "egotwin"
+    assert (cfg.representation, cfg.motion_vae.in_dim) == ("root_centric", ROOT_CENTRIC_DIM)
+    assert MotionVAE(cfg.motion_vae).encoder.conv_in.weight.shape[1] == ROOT_CENTRIC_DIM
+    assert MotionVAE(base.motion_vae).encoder.conv_in.weight.shape[1] == HEAD_CENTRIC_DIM
+    for c in (cfg, base):  # the four eq. 1 groups index the representation's own features
+        groups = group_indices(c.representation)
+        assert set(groups) == {"head3d", "head6d", "joint3d", "joint6d"}
+        features = torch.arange(c.motion_vae.in_dim)
+        sizes = [features[i if isinstance(i, slice) else torch.as_tensor(i)].numel() for i in groups.values()]
+        assert min(sizes) > 0  # (an index list past in_dim would raise)
+    assert EgoTwinConfig.from_dict(cfg.to_dict()).variant == variant  # the switch survives run.json

@@ -12,8 +12,8 @@ def register(app: typer.Typer) -> None:
     @app.command("sample")
     def sample(
         task: str = typer.Option(..., "--task", help="t2vm (text -> video + motion), tm2v (text + motion -> video), tv2m (text + video -> motion)."),
-        checkpoint: Path = typer.Option(..., "--checkpoint", help="RUN_DIR of a run trained through --stage joint."),
-        reference: Path = typer.Option(..., "--reference", help="Curated dataset whose test split is sampled (prompts, first frames/poses)."),
+        checkpoint: Path = typer.Option(..., "--checkpoint", "--run", help="RUN_DIR of a run trained through --stage joint."),
+        reference: Path = typer.Option(..., "--reference", "--dataset", help="Curated dataset whose test split is sampled (prompts, first frames/poses)."),
         out: Path = typer.Option(..., "--out", help="Submission folder, e.g. submissions/NAME (its name is the method name)."),
         steps: Optional[int] = typer.Option(None, "--steps", min=1, help="DDIM steps (default: the config's, 50 at paper size)."),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first K test clips."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -28,23 +29,29 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         stage: str = typer.Option(..., "--stage", help=STAGE_HELP),
-        out: Path = typer.Option(..., "--out", help="RUN_DIR: all stages of one run write here; reruns resume."),
+        out: Path = typer.Option(..., "--out", "--run", help="RUN_DIR: all stages of one run write here; reruns resume."),
         config: Optional[str] = typer.Option(None, "--config", help="paper | tiny | FILE.toml (first stage of a run; later stages reuse RUN_DIR/run.json)."),
-        dataset: Optional[Path] = typer.Option(None, "--dataset", help="Curated dataset folder (needed by --stage video-vae)."),
+        dataset: Optional[Path] = typer.Option(None, "--dataset", help="Curated dataset folder (`egotwin-bench build-dataset`): video-vae trains on it; later stages cache it into RUN_DIR/cache when the cache is missing."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Local CogVideoX-5b folder (tokenizer/ text_encoder/ vae/ transformer/); leave out for tiny runs."),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Train until this step (default: per stage)."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", "--steps", min=1, help="Train until this step (default: per stage; a rerun with a larger value resumes)."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
         lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (AdamW)."),
         checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1),
         log_every: Optional[int] = typer.Option(None, "--log-every", min=1),
         seed: Optional[int] = typer.Option(None, "--seed"),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu (default) or cuda."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu (default) or cuda (under torchrun: each rank's GPU)."),
+        ac_every: Optional[int] = typer.Option(None, "--ac-every", min=0, help="Under torchrun: activation checkpointing of every k-th DiT block (0: off)."),
         representation: Optional[str] = typer.Option(None, "--representation", help="head_centric (default) or root_centric (w/o MR)."),
         no_interaction_mask: bool = typer.Option(False, "--no-interaction-mask", help="w/o IM: unmasked joint attention."),
         sync_diffusion: bool = typer.Option(False, "--sync-diffusion", help="w/o AD: one timestep for video and motion, vanilla CFG."),
-        variant: Optional[str] = typer.Option(None, "--variant", help="egotwin (default) or vidmld (root-centric, no mask, synchronous)."),
+        variant: Optional[str] = typer.Option(None, "--variant", help="egotwin (default), wo_mr, wo_im, wo_ad, or vidmld (root-centric, no mask, synchronous): the paper's rows."),
     ) -> None:
-        """Train one stage of EgoTwin into RUN_DIR (order: video-vae (tiny only), precompute, vae, t2m, joint)."""
+        """Train one stage of EgoTwin into RUN_DIR (order: video-vae (tiny only), vae, t2m, joint).
+
+        The first stage fixes the run's config and variant (RUN_DIR/run.json). Stages vae/t2m/joint
+        build the encoder cache (RUN_DIR/cache) from --dataset when it is missing. Multi-GPU:
+        `torchrun --nproc-per-node N -m egotwin_model.train --stage joint --run RUN_DIR --device cuda`.
+        """
         from egotwin_model.train import STAGES, run_stage
 
         if stage not in STAGES:
@@ -53,11 +60,13 @@ def register(app: typer.Typer) -> None:
             log = run_stage(
                 stage, out, _settings(config, representation, no_interaction_mask, sync_diffusion, variant, weights),
                 dataset=dataset, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, device=device,
+                checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, device=device, ac_every=ac_every,
             )
         except (FileNotFoundError, ValueError, KeyError) as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
+        if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+            return
         if log:
             typer.echo(f"{stage}: steps {log[0]['step']}..{log[-1]['step']}, loss {log[0]['loss']:.4f} -> {log[-1]['loss']:.4f}")
         else:
@@ -66,7 +75,7 @@ def register(app: typer.Typer) -> None:
     @app.command("precompute")
     def precompute(
         dataset: Path = typer.Option(..., "--dataset", help="Curated dataset folder (`egotwin-bench build-dataset`)."),
-        out: Path = typer.Option(..., "--out", help="RUN_DIR; the cache goes to RUN_DIR/cache (resumable)."),
+        out: Path = typer.Option(..., "--out", "--run", help="RUN_DIR; the cache goes to RUN_DIR/cache (resumable)."),
         config: Optional[str] = typer.Option(None, "--config", help="paper | tiny | FILE.toml when RUN_DIR is new."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Local CogVideoX-5b folder; tiny runs use RUN_DIR/encoders (from --stage video-vae)."),
         splits: str = typer.Option("train,val,test", "--splits", help="Comma-separated splits to cache."),
@@ -82,19 +91,16 @@ def register(app: typer.Typer) -> None:
         """Cache T5 text embeddings, video latents and motion features per clip (training never runs T5/the VAE)."""
         import torch
 
-        from egotwin_model.encoders import MissingWeightsError, load_encoders
-        from egotwin_model.precompute import precompute as run
-        from egotwin_model.train import encoders_dir, open_run, video_size
+        from egotwin_model.encoders import MissingWeightsError
+        from egotwin_model.train import open_run, precompute_run
 
         if dtype not in ("float32", "bfloat16"):
             raise typer.BadParameter("--dtype must be float32 or bfloat16")
         try:
             settings = open_run(out, _settings(config, representation, no_interaction_mask, sync_diffusion, variant, weights))
-            cfg = settings.model_config()
-            text, video = load_encoders(encoders_dir(out, settings), cfg.dit.max_text_seq_length, video_size(cfg),
-                                        device=device)
-            manifest = run(dataset, Path(out) / "cache", text, video, splits=[s.strip() for s in splits.split(",") if s.strip()],
-                           limit=limit, batch_size=batch_size, storage_dtype=getattr(torch, dtype))
+            manifest = precompute_run(out, settings, dataset, device,
+                                      splits=[s.strip() for s in splits.split(",") if s.strip()], limit=limit,
+                                      batch_size=batch_size, storage_dtype=getattr(torch, dtype))
         except (MissingWeightsError, FileNotFoundError, ValueError, KeyError) as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
