@@ -304,7 +304,7 @@ class EgoTwinDiT(PretrainedMixin, nn.Module):
         with_motion = MaskSpec(
             TokenLayout(layout.text, layout.frames, layout.tokens_per_frame, 0 if motion is None else motion.shape[1]),
             enabled=cfg.interaction_mask, backend=self.attention_backend,
-        )
+        ).prepared(text.device)  # built here, outside the (possibly compiled) blocks
         without_motion = MaskSpec(layout, enabled=False)
 
         n_blocks = cfg.num_layers if video is not None else cfg.motion_layers

@@ -14,15 +14,16 @@ All other video-motion pairs are blocked; text <-> everything and intra-modal at
 One rule, three forms: `allowed` (scalar, readable), `dense_mask` ((N, N) bool, for SDPA on CPU
 and tests) and `block_mask` (FlexAttention `BlockMask`, CUDA). `joint_attention` is the single
 attention entry point of the DiT: mask off -> fused `F.scaled_dot_product_attention`; mask on ->
-FlexAttention on CUDA (or the exact log-sum-exp merge of `egotwin_model.merged_attention`),
-SDPA with the dense boolean mask elsewhere (FlexAttention has no CPU backward in torch 2.x).
+the exact log-sum-exp merge of `egotwin_model.merged_attention` on CUDA (fused flash kernels;
+FlexAttention with the `BlockMask` is the `flex` backend), SDPA with the dense boolean mask
+elsewhere (FlexAttention has no CPU backward in torch 2.x).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -111,33 +112,49 @@ def block_mask(layout: TokenLayout, device: torch.device | str = "cuda", block_s
 
 @dataclass(frozen=True)
 class MaskSpec:
-    """What `joint_attention` needs to know: the layout, whether to mask, and how."""
+    """What `joint_attention` needs to know: the layout, whether to mask, and how.
+
+    `masks` holds the mask already built for `resolve`'s route (`prepared`): the DiT prepares it
+    once per forward, outside its blocks, so compiled blocks receive it as an input instead of
+    building (or looking up) masks inside the graph, which would break it in two.
+    """
 
     layout: TokenLayout
     enabled: bool = True
     backend: Backend = "auto"
+    masks: Any = field(default=None, compare=False, repr=False)
 
     def resolve(self, device: torch.device) -> str:
         if not self.enabled or self.layout.motion == 0 or self.layout.video == 0:
             return "none"
         if self.backend != "auto":
             return self.backend
-        return "flex" if device.type == "cuda" else "dense"
+        # The log-sum-exp merge runs the fused flash/cuDNN kernel (DESIGN §6: within a few % of
+        # unmasked attention on H200; FlexAttention with this mask was 1.9x); dense SDPA on CPU.
+        return "merged" if device.type == "cuda" else "dense"
+
+    def prepared(self, device: torch.device | str) -> "MaskSpec":
+        """This spec with `masks` built (cached per layout and device) for its route."""
+        device = torch.device(device)
+        route = self.resolve(device)
+        builders = {"dense": _cached_dense, "flex": _cached_block, "merged": _cached_merged}
+        if route == "none" or self.masks is not None:
+            return self
+        if route not in builders:
+            raise ValueError(f"unknown attention backend {route!r}; use auto, dense, flex or merged")
+        return replace(self, masks=builders[route](self.layout, str(device)))
 
 
-@torch.compiler.disable  # a cache hit, not a graph: keep torch.compile from re-tracing the mask build
 @lru_cache(maxsize=16)
 def _cached_dense(layout: TokenLayout, device: str) -> torch.Tensor:
     return dense_mask(layout, device)
 
 
-@torch.compiler.disable  # a cache hit, not a graph: keep torch.compile from re-tracing the mask build
 @lru_cache(maxsize=16)
 def _cached_block(layout: TokenLayout, device: str):
     return block_mask(layout, device)
 
 
-@torch.compiler.disable  # a cache hit, not a graph: keep torch.compile from re-tracing the mask build
 @lru_cache(maxsize=16)
 def _cached_merged(layout: TokenLayout, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     from egotwin_model.merged_attention import split_dense_mask
@@ -156,21 +173,20 @@ def _flex_attention(compiled: bool):
 def joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask_spec: MaskSpec | None) -> torch.Tensor:
     """Softmax attention over the joint sequence. q, k, v: (B, H, N, Dh) -> (B, H, N, Dh).
 
-    The only attention call of the DiT, so faster exact backends can be swapped in here.
+    The only attention call of the DiT, so faster exact backends can be swapped in here. Pass a
+    `MaskSpec.prepared` spec from compiled code (a spec without masks builds them here).
     """
     route = "none" if mask_spec is None else mask_spec.resolve(q.device)
     if route == "none":
         return F.scaled_dot_product_attention(q, k, v)
     if q.shape[2] != mask_spec.layout.total:
         raise ValueError(f"sequence length {q.shape[2]} does not match the mask layout {mask_spec.layout}")
-    device = str(q.device)
+    masks = mask_spec.prepared(q.device).masks
     if route == "dense":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=_cached_dense(mask_spec.layout, device))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=masks)
     if route == "flex":
-        return _flex_attention(q.is_cuda)(q, k, v, block_mask=_cached_block(mask_spec.layout, device))
-    if route == "merged":
-        from egotwin_model.merged_attention import merged_masked_attention
+        return _flex_attention(q.is_cuda)(q, k, v, block_mask=masks)
+    from egotwin_model.merged_attention import merged_masked_attention
 
-        main_to_motion, motion_to_all = _cached_merged(mask_spec.layout, device)
-        return merged_masked_attention(q, k, v, main_to_motion, motion_to_all)
-    raise ValueError(f"unknown attention backend {route!r}; use auto, dense, flex or merged")
+    main_to_motion, motion_to_all = masks
+    return merged_masked_attention(q, k, v, main_to_motion, motion_to_all)

@@ -304,3 +304,28 @@ def test_variant_names() -> None:
     assert paper.with_variant(interaction_mask=False, asynchronous=False).variant is None  # not a paper row
     with pytest.raises(ValueError, match="known"):
         paper.with_ablation("w/o everything")
+
+
+@pytest.mark.parametrize("backend", ["dense", "merged"])
+def test_compiled_block_is_one_graph(tiny_cfg: DiTConfig, backend: str) -> None:
+    """Masks are built outside the blocks, so `torch.compile` of a masked block (how training
+    compiles, `egotwin_model.parallel.apply_compile`) traces it as one graph, no break, and
+    computes what eager does."""
+    import torch._dynamo as dynamo
+
+    torch.manual_seed(0)
+    model = EgoTwinDiT(tiny_cfg, attention_backend=backend)
+    captured: dict[str, tuple] = {}
+    block = model.transformer_blocks[0]
+    block.register_forward_pre_hook(lambda mod, args, kwargs: captured.setdefault("in", (args, kwargs)), with_kwargs=True)
+    inputs = _inputs(tiny_cfg)
+    model(**inputs)
+    args, kwargs = captured["in"]
+    dynamo.reset()
+    explained = dynamo.explain(block)(*args, **kwargs)
+    assert explained.graph_break_count == 0, [r.reason.splitlines()[0] for r in explained.break_reasons]
+    assert explained.graph_count == 1
+    eager = block(*args, **kwargs)
+    compiled = torch.compile(block)(*args, **kwargs)
+    for a, b in zip(eager, compiled):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
