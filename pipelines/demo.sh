@@ -9,8 +9,11 @@
 #   DEMO_DIR        output folder                       (default demo_out)
 #   DEMO_SEQUENCES  synthetic sequences                 (default 6)
 #   DEMO_SECONDS    seconds per sequence                (default 40)
-#   DEMO_STEPS      optimiser steps per training stage  (default 200)
+#   DEMO_RESOLUTION synthetic Aria RGB size, pixels     (default 352; Nymeria's is 1408)
+#   DEMO_STEPS      optimiser steps per training stage  (default 100)
 #   DEMO_WORKERS    Ray CPUs for curation/evaluation    (default 2)
+#   GLOVE           glove.6B.300d.txt for the text/motion evaluators (default: random word vectors,
+#                   enough for the synthetic narrations' closed vocabulary; recorded in evaluators.json)
 #   INCEPTION_WEIGHTS, I3D_WEIGHTS, CLIP_WEIGHTS: local weight files/folders; when set, I-FID,
 #   FVD and CLIP-SIM join the leaderboard (otherwise they are listed as skipped, with the reason).
 set -euo pipefail
@@ -19,7 +22,8 @@ BIN=${BIN:-.venv/bin}
 DEMO=${DEMO_DIR:-demo_out}
 SEQUENCES=${DEMO_SEQUENCES:-6}
 SECONDS_PER_SEQUENCE=${DEMO_SECONDS:-40}
-STEPS=${DEMO_STEPS:-200}
+RESOLUTION=${DEMO_RESOLUTION:-352}
+STEPS=${DEMO_STEPS:-100}
 WORKERS=${DEMO_WORKERS:-2}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
@@ -30,7 +34,7 @@ mkdir -p "$DEMO"
 step "1/7 synthetic Nymeria-format data ($SEQUENCES sequences x ${SECONDS_PER_SEQUENCE} s) -> $DEMO/nymeria"
 if [ ! -f "$DEMO/nymeria/.complete" ]; then
   "$BIN/egotwin-bench" make-synthetic --out "$DEMO/nymeria" --sequences "$SEQUENCES" \
-    --seconds "$SECONDS_PER_SEQUENCE" --seed 0
+    --seconds "$SECONDS_PER_SEQUENCE" --resolution "$RESOLUTION" --seed 0 --workers "$WORKERS"
   touch "$DEMO/nymeria/.complete"
 fi
 
@@ -55,11 +59,13 @@ step "5/7 reference submissions: ground truth and motion-shuffled"
   --out "$DEMO/submissions/shuffled_motion"
 
 step "6/7 evaluator networks: hand classifier (tiny ViT), GRU motion/text evaluators"
+if [ -n "${GLOVE:-}" ]; then word_vectors=(--glove "$GLOVE"); else word_vectors=(--random-word-vectors); fi
 [ -f "$DEMO/hand_classifier/config.json" ] || \
   "$BIN/egotwin-bench" train-hand-classifier --dataset "$DEMO/dataset" --out "$DEMO/hand_classifier" \
-    --arch tiny --random-init --epochs 3 --frame-stride 2
+    --arch tiny --random-init --epochs 10 --batch-size 32 --lr 1e-3
 [ -f "$DEMO/evaluators/config.json" ] || \
-  "$BIN/egotwin-bench" train-evaluators --dataset "$DEMO/dataset" --out "$DEMO/evaluators" --tiny
+  "$BIN/egotwin-bench" train-evaluators --dataset "$DEMO/dataset" --out "$DEMO/evaluators" \
+    "${word_vectors[@]}" --steps 400 --validate-every 100 --batch-size 16 --lr 1e-3
 
 step "7/7 evaluate -> $DEMO/results"
 weights=()
@@ -70,11 +76,15 @@ weights=()
   --estimator builtin --hand-classifier "$DEMO/hand_classifier" --evaluator-dir "$DEMO/evaluators" \
   --workers "$WORKERS" "${weights[@]}"
 
+"$BIN/python" pipelines/demo_figure.py --dataset "$DEMO/dataset" --submissions "$DEMO/submissions" \
+  --results "$DEMO/results" --out "$DEMO/results/demo.png"
+
 echo
-column -s, -t < "$DEMO/results/leaderboard.csv" || cat "$DEMO/results/leaderboard.csv"
+cat "$DEMO/results/leaderboard.md"
 echo
 echo "Done in $(( $(date +%s) - started )) s. Results:"
 echo "  leaderboard   $DEMO/results/leaderboard.csv (+ leaderboard.md, per_clip.parquet, plots/)"
+echo "  picture       $DEMO/results/demo.png (reference vs generated clips + leaderboard)"
 echo "  dataset       $DEMO/dataset (card: $DEMO/dataset/dataset_card.md)"
 echo "  model run     $DEMO/run"
 echo "  submissions   $DEMO/submissions/"

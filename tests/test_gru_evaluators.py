@@ -185,3 +185,21 @@ def test_train_evaluators_cli(built_dataset, tmp_path):
     assert set(vocabulary(texts)) & set(model.config.words)
     bad = CliRunner().invoke(app, args[:4] + [str(tmp_path / "none.txt")] + args[5:])
     assert bad.exit_code == 2 and "glove.6B" in bad.output
+    assert model.config.training["word_vectors"] == "glove:glove.txt"
+
+
+def test_train_evaluators_random_word_vectors(built_dataset, tmp_path):
+    """--random-word-vectors (synthetic data, the demo) trains and records where its vectors came from;
+    neither --glove nor it is an error naming both."""
+    from typer.testing import CliRunner
+
+    from egotwin_bench.cli import app
+
+    out = tmp_path / "evaluators"
+    args = ["train-evaluators", "--dataset", str(built_dataset), "--out", str(out),
+            "--steps", "2", "--validate-every", "2", "--batch-size", "4", "--device", "cpu"]
+    result = CliRunner().invoke(app, args + ["--random-word-vectors"])
+    assert result.exit_code == 0, result.output
+    assert TextMotionEvaluator.load(out).config.training["word_vectors"] == "random(seed=0)"
+    neither = CliRunner().invoke(app, args)
+    assert neither.exit_code == 2 and "--glove" in neither.output and "--random-word-vectors" in neither.output

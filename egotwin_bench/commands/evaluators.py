@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -11,7 +12,8 @@ def register(app: typer.Typer) -> None:
     @app.command("train-evaluators")
     def train_evaluators(
         dataset: Path = typer.Option(..., "--dataset", help="Curated dataset (build-dataset output); trains on its train split."),
-        glove: Path = typer.Option(..., "--glove", help="GloVe 300-d vectors: glove.6B.300d.txt (.gz ok) or the text-to-motion 'glove' folder (our_vab_data.npy + our_vab_words.pkl)."),
+        glove: Optional[Path] = typer.Option(None, "--glove", help="GloVe 300-d vectors: glove.6B.300d.txt (.gz ok) or the text-to-motion 'glove' folder (our_vab_data.npy + our_vab_words.pkl)."),
+        random_word_vectors: bool = typer.Option(False, "--random-word-vectors", help="Instead of --glove: random vectors per word (synthetic data / demo only; recorded in evaluators.json, scores not comparable with GloVe evaluators)."),
         out: Path = typer.Option(..., "--out", help="Folder for evaluators.safetensors + evaluators.json (+ checkpoint.pt, history.json; a rerun resumes)."),
         steps: int = typer.Option(20_000, "--steps", min=1, help="Optimiser steps (batches of --batch-size clips)."),
         batch_size: int = typer.Option(32, "--batch-size", min=2),
@@ -30,6 +32,10 @@ def register(app: typer.Typer) -> None:
 
         from egotwin_bench.estimators.evaluator_training import TrainConfig, train_from_dataset
 
+        if (glove is None) == (not random_word_vectors):
+            typer.secho("error: pass --glove PATH (glove.6B.300d.txt from https://nlp.stanford.edu/projects/glove/) "
+                        "or, for synthetic data, --random-word-vectors", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, negative_margin=margin,

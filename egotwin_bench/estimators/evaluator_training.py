@@ -170,6 +170,7 @@ def train_evaluators(
             if scores["top3"] > best:
                 best = scores["top3"]
                 model.config.training = {"train_clips": n, "val_clips": len(val.texts), "best": history[-1],
+                                         "word_vectors": word_vectors.source,
                                          "train_config": dataclasses.asdict(config),
                                          "r_precision_batch": R_PRECISION_BATCH}
                 model.save(out)
@@ -182,7 +183,7 @@ def train_evaluators(
 
 def train_from_dataset(
     dataset_dir: str | Path,
-    glove: str | Path,
+    glove: str | Path | None,
     out_dir: str | Path,
     config: TrainConfig = TrainConfig(),
     val_split: str = "val",
@@ -192,14 +193,15 @@ def train_from_dataset(
 
     The word vectors kept with the evaluator are the GloVe rows of every word (and lemma) used by
     any split's prompts, so test prompts embed with the same vectors (the full GloVe table would
-    be ~480 MB per evaluator).
+    be ~480 MB per evaluator). `glove=None` uses `random_word_vectors` instead (synthetic data only).
     """
     from egotwin_bench.data import CuratedDataset
-    from egotwin_bench.estimators.text_features import load_glove, vocabulary
+    from egotwin_bench.estimators.text_features import load_glove, random_word_vectors, vocabulary
 
     data = CuratedDataset(dataset_dir)
     all_texts = data.manifest.column("text").to_pylist()
     train = load_split(dataset_dir, "train")
     val = load_split(dataset_dir, val_split) if data.clip_ids(val_split) else TextMotionData([], train.motion[:0])
-    vectors = load_glove(glove, vocabulary(all_texts))
+    words = vocabulary(all_texts)
+    vectors = load_glove(glove, words) if glove is not None else random_word_vectors(words, config.seed)
     return train_evaluators(train, val, vectors, out_dir, config, progress=progress)

@@ -168,10 +168,11 @@ def pos_category(lemma_: str, tag: str) -> str:
 
 @dataclass
 class WordVectors:
-    """A GloVe vocabulary: `words` (V,) and float32 `vectors` (V, 300)."""
+    """A GloVe vocabulary: `words` (V,) and float32 `vectors` (V, 300); `source` says where they came from."""
 
     words: list[str]
     vectors: np.ndarray
+    source: str = "glove"
 
     def __post_init__(self) -> None:
         self.vectors = np.asarray(self.vectors, dtype=np.float32)
@@ -202,7 +203,7 @@ def load_glove(path: str | Path, vocabulary: set[str] | None = None) -> WordVect
         with open(words_file, "rb") as fh:
             words = list(pickle.load(fh))
         sel = [i for i, w in enumerate(words) if keep is None or w in keep]
-        return WordVectors([words[i] for i in sel], vectors[sel])
+        return WordVectors([words[i] for i in sel], vectors[sel], f"glove:{path.name}")
     if not path.is_file():
         raise FileNotFoundError(
             f"GloVe file {path} not found. Download glove.6B.zip from https://nlp.stanford.edu/projects/glove/ "
@@ -222,7 +223,19 @@ def load_glove(path: str | Path, vocabulary: set[str] | None = None) -> WordVect
             rows.append(vec)
     if not words:
         raise ValueError(f"{path}: no word vectors read (empty file, or no word of the vocabulary in it)")
-    return WordVectors(words, np.stack(rows))
+    return WordVectors(words, np.stack(rows), f"glove:{path.name}")
+
+
+def random_word_vectors(words: set[str], seed: int = 0) -> WordVectors:
+    """Random unit-variance 300-d vectors for `words` (+ sos/eos/unk): a stand-in for GloVe.
+
+    Only for closed vocabularies such as the synthetic narrations (the demo): near-orthogonal random
+    vectors act as one-hot words, so the evaluators still learn, but synonyms are not close and the
+    scores are not comparable with GloVe-based evaluators. `source` records it.
+    """
+    rng = np.random.default_rng(seed)
+    vocab = sorted(set(words) | {"sos", "eos", "unk"})
+    return WordVectors(vocab, rng.standard_normal((len(vocab), WORD_DIM)), f"random(seed={seed})")
 
 
 class WordVectorizer:
