@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from egotwin_bench.geometry import Array
+
 SEGMENT_NAMES: tuple[str, ...] = (
     "Pelvis", "L5", "L3", "T12", "T8", "Neck", "Head",
     "RightShoulder", "RightUpperArm", "RightForeArm", "RightHand",
@@ -88,7 +90,7 @@ DEFAULT_OFFSETS: np.ndarray = np.array(
 DEFAULT_PELVIS_HEIGHT: float = 0.95
 
 
-def _check_fk_shapes(local_rotations, offsets, root_position) -> None:
+def _check_fk_shapes(local_rotations: Array, offsets: Array, root_position: Array) -> None:
     if local_rotations.shape[-3:] != (NUM_SEGMENTS, 3, 3):
         raise ValueError(
             f"local_rotations must have shape (..., {NUM_SEGMENTS}, 3, 3), got {tuple(local_rotations.shape)}"
@@ -99,21 +101,43 @@ def _check_fk_shapes(local_rotations, offsets, root_position) -> None:
         raise ValueError(f"root_position must have shape (..., 3), got {tuple(root_position.shape)}")
 
 
-def forward_kinematics(local_rotations, offsets, root_position):
+def forward_kinematics(local_rotations: Array, offsets: Array, root_position: Array) -> tuple[Array, Array]:
     """Local rotations + bone offsets -> world positions and rotations.
 
     Args:
         local_rotations: (..., 23, 3, 3) rotation of each segment relative to its parent
             (the pelvis: its world rotation). NumPy array or torch tensor.
         offsets: (..., 23, 3) or (23, 3) bone offsets in metres, in the parent's frame.
-        root_position: (..., 3) world position of the pelvis in metres.
+        root_position: (..., 3) or (3,) world position of the pelvis in metres.
+
+    The batch shapes ``...`` of the three inputs broadcast against each other (e.g. one root
+    (3,) for a batch of poses). With torch `local_rotations`, NumPy offsets/root are converted
+    to its dtype and device.
 
     Returns:
-        positions (..., 23, 3) metres and rotations (..., 23, 3, 3), world frame (Z up), same
-        library and dtype as the input. The torch version is differentiable.
+        positions (..., 23, 3) metres and rotations (..., 23, 3, 3), world frame (Z up), both with
+        the broadcast batch shape, same library and dtype as `local_rotations`. The torch
+        version is differentiable.
     """
     _check_fk_shapes(local_rotations, offsets, root_position)
     is_torch = isinstance(local_rotations, torch.Tensor)
+    if is_torch:
+        like = dict(dtype=local_rotations.dtype, device=local_rotations.device)
+        offsets, root_position = torch.as_tensor(offsets, **like), torch.as_tensor(root_position, **like)
+    try:
+        batch = np.broadcast_shapes(tuple(local_rotations.shape[:-3]), tuple(offsets.shape[:-2]),
+                                    tuple(root_position.shape[:-1]))
+    except ValueError:
+        raise ValueError(
+            f"batch shapes do not broadcast: local_rotations {tuple(local_rotations.shape)}, "
+            f"offsets {tuple(offsets.shape)}, root_position {tuple(root_position.shape)}"
+        ) from None
+    if is_torch:
+        local_rotations = local_rotations.expand(*batch, NUM_SEGMENTS, 3, 3)
+        root_position = root_position.expand(*batch, 3)
+    else:
+        local_rotations = np.broadcast_to(local_rotations, (*batch, NUM_SEGMENTS, 3, 3))
+        root_position = np.broadcast_to(root_position, (*batch, 3))
     rots: list = [None] * NUM_SEGMENTS
     pos: list = [None] * NUM_SEGMENTS
     for j, parent in enumerate(PARENTS):
@@ -125,15 +149,14 @@ def forward_kinematics(local_rotations, offsets, root_position):
         pos[j] = pos[parent] + (rots[parent] @ offsets[..., j, :, None])[..., 0]
     if is_torch:
         return torch.stack(pos, dim=-2), torch.stack(rots, dim=-3)
-    pos = np.broadcast_arrays(*pos)
     return np.stack(pos, axis=-2), np.stack(rots, axis=-3)
 
 
-def _transpose(R):
+def _transpose(R: Array) -> Array:
     return R.transpose(-1, -2) if isinstance(R, torch.Tensor) else np.swapaxes(R, -1, -2)
 
 
-def local_rotations_from_world(rotations):
+def local_rotations_from_world(rotations: Array) -> Array:
     """World rotations (..., 23, 3, 3) -> local rotations relative to the parent (pelvis: world)."""
     if rotations.shape[-3:] != (NUM_SEGMENTS, 3, 3):
         raise ValueError(f"rotations must have shape (..., {NUM_SEGMENTS}, 3, 3), got {tuple(rotations.shape)}")
@@ -143,7 +166,7 @@ def local_rotations_from_world(rotations):
     return local
 
 
-def bone_offsets_from_pose(positions, rotations):
+def bone_offsets_from_pose(positions: Array, rotations: Array) -> Array:
     """Bone offsets (..., 23, 3) implied by a posed skeleton (world positions and rotations)."""
     parent_idx = [max(p, 0) for p in PARENTS]
     delta = positions - positions[..., parent_idx, :]

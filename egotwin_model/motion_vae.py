@@ -264,4 +264,4 @@ def group_indices(representation: str) -> dict[str, GroupIndex]:
     from egotwin_bench.motion import REPRESENTATIONS
 
     rep = REPRESENTATIONS[representation]
-    return dict(getattr(rep, "LOSS_GROUP_INDICES", rep.LOSS_GROUPS))
+    return dict(rep.LOSS_GROUPS)

@@ -91,12 +91,34 @@ def test_root_centric_round_trip(motion):
     pos, rot = motion
     feats = root_centric.encode(pos, rot)
     assert feats.shape == (81, 275)
-    cpos, crot = root_centric.canonicalize(pos, rot)
-    dpos, drot = root_centric.decode(feats)
+    cpos, _ = root_centric.canonicalize(pos, rot)
+    dpos, _ = root_centric.decode(feats)
     assert np.abs(dpos - cpos).max() < 1e-4
-    # Only the pelvis yaw is represented: segment orientations match when the pelvis is upright.
-    upright_pos, upright_rot = random_motion(np.random.default_rng(7), extreme=False)
-    assert np.all(np.isin(root_centric.encode(upright_pos, upright_rot)[:, root_centric.SLICES["contact"]], [0.0, 1.0]))
+
+
+@pytest.mark.parametrize("seed", [10, 11, 12])
+def test_root_centric_rotations_exact_for_a_yaw_only_pelvis(seed):
+    pos, rot = random_motion(np.random.default_rng(seed), yaw_only=True)
+    cpos, crot = root_centric.canonicalize(pos, rot)
+    dpos, drot = root_centric.decode(root_centric.encode(pos, rot))
+    assert np.abs(dpos - cpos).max() < 1e-4
+    assert geometry.geodesic_distance(drot, crot).max() < 1e-4
+
+
+def test_root_centric_loses_exactly_the_pelvis_tilt():
+    """A pitched/rolled pelvis decodes upright: positions stay exact, and the pelvis's rotation
+    error is its tilt (its rotation after removing its heading), carried by FK to every segment."""
+    pos, rot = random_motion(np.random.default_rng(7), extreme=False)
+    cpos, crot = root_centric.canonicalize(pos, rot)
+    dpos, drot = root_centric.decode(root_centric.encode(pos, rot))
+    assert np.abs(dpos - cpos).max() < 1e-4
+    pelvis = crot[:, skeleton.PELVIS]
+    heading = np.arctan2(pelvis[:, 1, 0], pelvis[:, 0, 0])
+    tilt = geometry.rotation_angle(np.swapaxes(geometry.rotation_about_z(heading), -1, -2) @ pelvis)
+    assert tilt.max() > 0.05
+    err = geometry.geodesic_distance(drot, crot)
+    np.testing.assert_allclose(err[:, skeleton.PELVIS], tilt, atol=1e-6)
+    np.testing.assert_allclose(err, np.broadcast_to(tilt[:, None], err.shape), atol=1e-6)
 
 
 def test_root_centric_contacts_known_answer():
@@ -110,17 +132,62 @@ def test_root_centric_contacts_known_answer():
     assert np.all(root_centric.encode(pos, rot)[:, root_centric.SLICES["contact"]] == 0.0)
 
 
-def test_loss_groups_partition_features():
-    for rep in (head_centric,):
-        covered = np.zeros(rep.DIM, dtype=int)
-        for sl in rep.LOSS_GROUPS.values():
-            covered[sl] += 1
-        assert np.all(covered == 1)
-    covered = np.zeros(root_centric.DIM, dtype=int)
-    for idx in root_centric.LOSS_GROUP_INDICES.values():
-        covered[idx] += 1
-    assert np.all(covered == 1)
-    assert set(head_centric.LOSS_GROUPS) == set(root_centric.LOSS_GROUP_INDICES) == {"head3d", "head6d", "joint3d", "joint6d"}
+@pytest.mark.parametrize("rep", [head_centric, root_centric])
+def test_loss_groups_partition_features(rep):
+    """The four eq. 1 groups cover every feature exactly once, each the union of its parts."""
+    assert rep.DIM == {head_centric: 288, root_centric: 275}[rep]
+    assert set(rep.LOSS_GROUPS) == set(rep.LOSS_GROUP_PARTS) == {"head3d", "head6d", "joint3d", "joint6d"}
+    features = np.arange(rep.DIM)
+    covered = np.zeros(rep.DIM, dtype=int)
+    for group, index in rep.LOSS_GROUPS.items():
+        members = features[..., index]
+        covered[members] += 1
+        parts = np.concatenate([features[rep.SLICES[p]] for p in rep.LOSS_GROUP_PARTS[group]])
+        np.testing.assert_array_equal(np.sort(members), np.sort(parts))
+    np.testing.assert_array_equal(covered, 1)
+    layout = np.zeros(rep.DIM, dtype=int)
+    for sl in rep.SLICES.values():
+        layout[sl] += 1
+    np.testing.assert_array_equal(layout, 1)
+
+
+def test_root_centric_loss_groups_content():
+    groups = {g: set(np.arange(root_centric.DIM)[..., i].tolist()) for g, i in root_centric.LOSS_GROUPS.items()}
+    vel = set(range(root_centric.SLICES["vel"].start, root_centric.SLICES["vel"].stop))
+    contact = set(range(271, 275))
+    assert vel <= groups["joint3d"] and contact <= groups["joint3d"]
+    assert groups["head6d"] == {0} and groups["head3d"] == {1, 2, 3}
+
+
+def test_head_centric_decode_takes_a_numpy_transform_with_torch_features(motion):
+    pos, rot = motion
+    T = head_centric.canonical_transform(pos, rot)  # NumPy float64
+    feats = torch.tensor(head_centric.encode(pos, rot), dtype=torch.float32)
+    wpos, wrot = head_centric.decode(feats, T_world_canonical=T)
+    assert isinstance(wpos, torch.Tensor) and wpos.dtype == wrot.dtype == torch.float32
+    np.testing.assert_allclose(wpos.numpy(), pos, atol=1e-4)
+    ppos, _ = head_centric.decode(feats, T)  # positional: the same
+    assert torch.equal(ppos, wpos)
+    # NumPy features with a tensor transform run in torch too.
+    mpos, _ = head_centric.decode(head_centric.encode(pos, rot), torch.tensor(T))
+    assert isinstance(mpos, torch.Tensor)
+    np.testing.assert_allclose(mpos.numpy(), pos, atol=1e-9)
+    with pytest.raises(ValueError, match=r"T_world_canonical must have shape \(\.\.\., 4, 4\)"):
+        head_centric.decode(feats, T_world_canonical=T[:3])
+
+
+def test_random_bodies_respect_joint_limits():
+    from scipy.spatial.transform import Rotation
+
+    from tests.random_bodies import JOINT_LIMITS_HI, JOINT_LIMITS_LO
+
+    pos, rot = random_motion(np.random.default_rng(3), extreme=False)
+    local = skeleton.local_rotations_from_world(rot)[:, 1:]  # the pelvis also carries the trajectory
+    rotvec = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_rotvec().reshape(local.shape[:2] + (3,))
+    assert np.all(rotvec >= JOINT_LIMITS_LO[1:] - 1e-9) and np.all(rotvec <= JOINT_LIMITS_HI[1:] + 1e-9)
+    for side, flex in (("Right", 1.0), ("Left", -1.0)):  # elbows flex one way, knees too
+        assert np.all(flex * rotvec[:, skeleton.INDEX[side + "ForeArm"] - 1, 2] >= -1e-9)
+        assert np.all(rotvec[:, skeleton.INDEX[side + "LowerLeg"] - 1, 1] >= -1e-9)
 
 
 @pytest.mark.parametrize("rep", [head_centric, root_centric])

@@ -3,7 +3,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from egotwin_bench.constants import MOTION_FPS, MOTION_FRAMES
-from egotwin_bench.motion.resample import frame_times_ns, resample
+from egotwin_bench.motion import frame_times_ns, resample
 
 
 def _analytic(t_s):
@@ -34,3 +34,17 @@ def test_resample_window_outside_data_errors():
         resample(pos, rot, ts, MOTION_FPS, int(ts[50]), MOTION_FRAMES)
     with pytest.raises(ValueError, match="strictly increasing"):
         resample(pos, rot, ts[::-1].copy(), MOTION_FPS, int(ts[0]), 2)
+
+
+def test_resample_is_importable_from_egotwin_bench_motion():
+    """The public name is the function `egotwin_bench.motion.resample` (its module is `resampling`)."""
+    import egotwin_bench.motion as motion
+    from egotwin_bench.motion import resample as public
+    from egotwin_bench.motion.resampling import resample as impl
+
+    assert callable(motion.resample) and motion.resample is public is impl
+    ts = np.arange(241, dtype=np.int64) * 4_166_667  # 1 s at 240 Hz
+    pos, rot = _analytic(ts / 1e9)
+    out_pos, out_rot = motion.resample(pos, rot, ts, 16.0, int(ts[0]), 17)
+    assert out_pos.shape == (17, 23, 3) and out_rot.shape == (17, 23, 3, 3)
+    np.testing.assert_allclose(out_pos, _analytic(np.arange(17) / 16.0 + ts[0] / 1e9)[0], atol=1e-9)

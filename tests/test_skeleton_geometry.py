@@ -70,3 +70,33 @@ def test_transforms(rng):
     np.testing.assert_allclose(geometry.transform_points(T, p), np.einsum("bij,bnj->bni", R, p) + t[:, None], atol=1e-12)
     assert geometry.rotation_angle(geometry.rotation_about_z(np.array(0.3))) == pytest.approx(0.3)
     assert geometry.geodesic_distance(R, R) == pytest.approx(np.zeros(5), abs=1e-6)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_fk_broadcasts_an_unbatched_root(rng, lib):
+    """One root (3,) with a batch of poses (B, 23, 3, 3): every pose stands on that root."""
+    local = Rotation.random(4 * 23, random_state=4).as_matrix().reshape(4, 23, 3, 3)
+    root = rng.normal(size=3)
+    ref = [skeleton.forward_kinematics(local[b], skeleton.DEFAULT_OFFSETS, root) for b in range(4)]
+    as_lib = torch.tensor if lib == "torch" else np.asarray
+    pos, rot = skeleton.forward_kinematics(as_lib(local), as_lib(skeleton.DEFAULT_OFFSETS), as_lib(root))
+    assert isinstance(pos, torch.Tensor if lib == "torch" else np.ndarray)
+    assert tuple(pos.shape) == (4, 23, 3) and tuple(rot.shape) == (4, 23, 3, 3)
+    np.testing.assert_allclose(np.asarray(pos), np.stack([p for p, _ in ref]), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(rot), np.stack([r for _, r in ref]), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(pos)[:, skeleton.PELVIS], np.broadcast_to(root, (4, 3)), atol=0)
+
+
+def test_fk_torch_broadcasts_offsets_and_accepts_numpy_inputs(rng):
+    """A batch of bodies (B, 23, 3) in one pose; NumPy offsets/root with torch rotations."""
+    local = Rotation.random(23, random_state=5).as_matrix()
+    offsets = skeleton.DEFAULT_OFFSETS * rng.uniform(0.8, 1.2, size=(3, 1, 1))
+    root = rng.normal(size=3)
+    pos, rot = skeleton.forward_kinematics(torch.tensor(local, dtype=torch.float32), offsets, root)
+    assert pos.dtype == torch.float32 and tuple(pos.shape) == (3, 23, 3) and tuple(rot.shape) == (3, 23, 3, 3)
+    for b in range(3):
+        ref_pos, ref_rot = skeleton.forward_kinematics(local, offsets[b], root)
+        np.testing.assert_allclose(pos[b].numpy(), ref_pos, atol=1e-5)
+        np.testing.assert_allclose(rot[b].numpy(), ref_rot, atol=1e-6)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        skeleton.forward_kinematics(torch.tensor(np.stack([local] * 2)), offsets, root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 
@@ -9,11 +11,11 @@ from egotwin_bench.geometry import numpy_or_torch
 from egotwin_bench.skeleton import NUM_SEGMENTS
 
 
-def checked_numpy_or_torch(fn):
+def checked_numpy_or_torch(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`geometry.numpy_or_torch` that first refuses non-floating array inputs with a clear error."""
     inner = numpy_or_torch(fn)
 
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         for i, a in enumerate(args):
             if isinstance(a, (np.ndarray, torch.Tensor)):
                 floating = a.is_floating_point() if isinstance(a, torch.Tensor) else np.issubdtype(a.dtype, np.floating)

@@ -25,8 +25,9 @@ from __future__ import annotations
 import torch
 
 from egotwin_bench.constants import HEAD_CENTRIC_DIM
-from egotwin_bench.geometry import make_transform, matrix_to_6d, sixd_to_matrix
+from egotwin_bench.geometry import Array, make_transform, matrix_to_6d, sixd_to_matrix
 from egotwin_bench.motion._checks import check_features, check_pose_sequence, checked_numpy_or_torch
+from egotwin_bench.motion._layout import GroupIndex, loss_groups
 from egotwin_bench.skeleton import HEAD, NON_HEAD, NUM_SEGMENTS, PARENTS, PELVIS
 
 VERSION: str = "head_centric/1"
@@ -41,13 +42,16 @@ SLICES: dict[str, slice] = {
     "j_v": slice(84, 150),
     "j_r": slice(150, 288),
 }
-LOSS_GROUPS: dict[str, slice] = {
-    "head3d": slice(12, 18),   # h_p, h_pp
-    "head6d": slice(0, 12),    # h_r, h_rr
-    "joint3d": slice(18, 150),  # j_p, j_v
-    "joint6d": slice(150, 288),  # j_r
+LOSS_GROUP_PARTS: dict[str, tuple[str, ...]] = {
+    "head3d": ("h_p", "h_pp"),
+    "head6d": ("h_r", "h_rr"),
+    "joint3d": ("j_p", "j_v"),
+    "joint6d": ("j_r",),
 }
-"""The four loss groups of the motion VAE (eq. 1) as feature slices."""
+"""The parts of each of the motion VAE's four loss groups (eq. 1)."""
+LOSS_GROUPS: dict[str, GroupIndex] = loss_groups(SLICES, LOSS_GROUP_PARTS)
+"""The four loss groups as feature slices (all contiguous here): head3d 12:18, head6d 0:12,
+joint3d 18:150, joint6d 150:288. The only table; derived from `LOSS_GROUP_PARTS`."""
 
 
 def _transpose(R: torch.Tensor) -> torch.Tensor:
@@ -113,13 +117,15 @@ def encode(positions: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
 
 
 @checked_numpy_or_torch
-def decode(features: torch.Tensor, T_world_canonical: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def decode(features: torch.Tensor, T_world_canonical: Array | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Head-centric features -> world motion, with no integration over time.
 
     Args:
         features: (..., T, 288).
         T_world_canonical: optional (..., 4, 4) first-frame head pose to map the result back
-            into a world frame (see `canonical_transform`); default: the canonical frame.
+            into a world frame (see `canonical_transform`); default: the canonical frame. A NumPy
+            array or a tensor, converted to the dtype and device of `features` (with NumPy
+            features and a tensor here, the features are converted to the tensor's instead).
 
     Returns:
         positions (..., T, 23, 3) and rotations (..., T, 23, 3, 3). The head's rotation is
@@ -127,6 +133,12 @@ def decode(features: torch.Tensor, T_world_canonical: torch.Tensor | None = None
         Generated (slightly inconsistent) features decode the head pose from h_r/h_p only.
     """
     check_features(features, DIM, "head-centric")
+    if T_world_canonical is not None:
+        if not isinstance(features, torch.Tensor):  # NumPy features with a tensor pose: run in torch
+            features = torch.as_tensor(features, dtype=T_world_canonical.dtype, device=T_world_canonical.device)
+        T_world_canonical = torch.as_tensor(T_world_canonical, dtype=features.dtype, device=features.device)
+        if tuple(T_world_canonical.shape[-2:]) != (4, 4):
+            raise ValueError(f"T_world_canonical must have shape (..., 4, 4), got {tuple(T_world_canonical.shape)}")
     T = features.shape[-2]
     batch = features.shape[:-2]
     R = sixd_to_matrix(features[..., SLICES["h_r"]])  # (..., T, 3, 3)

@@ -23,9 +23,20 @@ Foot contact: speed below `CONTACT_SPEED` (0.5 m/s, backward difference, frame 0
 and height less than `CONTACT_HEIGHT` (0.12 m for the Foot segment origin at the ankle, 0.05 m
 for the toe) above the lowest foot/toe point of the clip.
 
-What decoding cannot recover: the pelvis's pitch and roll (only its yaw is represented), hence
-the world orientation of every segment; the pelvis XY position is recovered by integrating the
-yaw and XY velocities. Joint positions round-trip exactly (to rounding) in the canonical frame.
+What decoding cannot recover (`decode` returns the clip in the canonical frame):
+
+* the pelvis's pitch and roll: only its yaw (heading of its X axis) is represented, so decoded
+  world rotations are exact only for a pelvis that turns about Z alone; a tilted pelvis (lean,
+  crouch, lying down) decodes upright, and every segment's world orientation is off by that
+  tilt (FK from the pelvis). Tested: yaw-only pelvis -> rotations < 1e-4 rad, tilted -> not;
+* the clip's absolute placement: frame 0's pelvis XY and heading (canonicalised away);
+* nothing about contacts: they are derived labels, not inverted.
+
+Joint positions round-trip exactly (to rounding) in the canonical frame, tilt or not: `ric` holds
+them relative to the pelvis XY and heading, and the pelvis XY is recovered by integrating the
+yaw and XY velocities (a cumulative sum over frames, so errors in generated features drift).
+The heading is ill-defined when the pelvis X axis is vertical; encode and decode use the same
+atan2, so positions still round-trip there.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import torch
 from egotwin_bench.constants import MOTION_FPS, ROOT_CENTRIC_DIM
 from egotwin_bench.geometry import matrix_to_6d, rotation_about_z, sixd_to_matrix
 from egotwin_bench.motion._checks import check_features, check_pose_sequence, checked_numpy_or_torch
+from egotwin_bench.motion._layout import GroupIndex, loss_groups
 from egotwin_bench.skeleton import FEET, NON_PELVIS, NUM_SEGMENTS, PARENTS, PELVIS
 
 VERSION: str = "root_centric/1"
@@ -53,20 +65,19 @@ SLICES: dict[str, slice] = {
     "vel": slice(202, 271),
     "contact": slice(271, 275),
 }
-LOSS_GROUPS: dict[str, slice] = {
-    "head3d": slice(0, 4),      # root trajectory (the "head" groups of eq. 1 become the root's)
-    "head6d": slice(271, 275),  # contacts: the root-centric layout has no head rotation group
-    "joint3d": slice(4, 70),    # ric (velocities are added below through `loss_group_indices`)
-    "joint6d": slice(70, 202),
+LOSS_GROUP_PARTS: dict[str, tuple[str, ...]] = {
+    "head3d": ("r_vel", "r_height"),
+    "head6d": ("r_yaw",),
+    "joint3d": ("ric", "vel", "contact"),
+    "joint6d": ("rot",),
 }
-"""VAE loss groups for the root-centric layout (eq. 1 names kept so the same loss code runs):
-root trajectory, contacts, joint positions + velocities (see `LOSS_GROUP_INDICES`), rotations."""
-LOSS_GROUP_INDICES: dict[str, list[int]] = {
-    "head3d": list(range(0, 4)),
-    "head6d": list(range(271, 275)),
-    "joint3d": list(range(4, 70)) + list(range(202, 271)),
-    "joint6d": list(range(70, 202)),
-}
+"""The parts of each VAE loss group. Eq. 1's names are kept so the same loss code runs; the
+"head" groups become the root's: head3d = root translation (XY velocity, height), head6d = root
+rotation (yaw velocity), joint3d = joint positions, velocities and the foot contacts derived from
+them, joint6d = joint rotations."""
+LOSS_GROUPS: dict[str, GroupIndex] = loss_groups(SLICES, LOSS_GROUP_PARTS)
+"""The only loss-group table: head3d 1:4, head6d 0:1, joint3d the indices 4..69 and 202..274
+(not contiguous, hence an index tuple), joint6d 70:202."""
 
 
 def _heading(R: torch.Tensor) -> torch.Tensor:

@@ -197,7 +197,7 @@ def compute_channels(script: list[Activity], seconds: float) -> Channels:
                 ch["lean"][sl] = 0.35 * env
                 elevation[side][sl] = -0.9
                 elbow[side][sl] = 0.3
-                ch["head_pitch"][sl] = 0.75 * env
+                ch["head_pitch"][sl] = 0.95 * env  # eyes on the low target: the hand comes into view
             else:  # open_door: reach the handle, pull back twice
                 elevation[side][sl] = -0.55
                 elbow[side][sl] = 0.45 + 0.5 * np.clip(np.sin(2 * np.pi * 1.2 * u), 0, None) * arm

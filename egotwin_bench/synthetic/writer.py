@@ -33,8 +33,8 @@ from egotwin_bench.constants import HAND_ORDER, XSENS_FPS
 from egotwin_bench.geometry import invert_transform, make_transform, matrix_to_quat_wxyz, rotation_about_z
 from egotwin_bench.skeleton import HANDS, HEAD, NUM_SEGMENTS
 from egotwin_bench.synthetic import faults as F
-from egotwin_bench.synthetic.body import MASTER_HZ, compute_channels, make_subject, pose_at
-from egotwin_bench.synthetic.camera import T_RAW_UPRIGHT, aria_rgb_calibration, make_rig, ray_table_for
+from egotwin_bench.synthetic.body import MASTER_HZ, Subject, compute_channels, make_subject, pose_at
+from egotwin_bench.synthetic.camera import T_RAW_UPRIGHT, GlassesRig, aria_rgb_calibration, make_rig, ray_table_for
 from egotwin_bench.synthetic.narration import (
     ACTIVITY_COLUMN,
     ATOMIC_COLUMN,
@@ -45,8 +45,8 @@ from egotwin_bench.synthetic.narration import (
     motion_texts,
 )
 from egotwin_bench.synthetic.render import GLOVE_COLOURS, LABEL_BODY, LABEL_LEFT_GLOVE, LABEL_RIGHT_GLOVE, Outfit, Renderer
-from egotwin_bench.synthetic.scene import make_scene
-from egotwin_bench.synthetic.script import make_script
+from egotwin_bench.synthetic.scene import Scene, make_scene
+from egotwin_bench.synthetic.script import Activity, make_script
 
 GT_DIR = "synthetic_gt"
 GT_FRAMES = f"{GT_DIR}/frames.npz"
@@ -155,6 +155,18 @@ def _angular_velocity_body(R: np.ndarray, hz: float) -> np.ndarray:
     return np.concatenate([w, w[-1:]], axis=0)
 
 
+def xdata_scalars(frame_count: int) -> dict[str, np.ndarray]:
+    """The scalar entries of ``body/xdata.npz`` for `frame_count` frames at 240 Hz.
+
+    Nymeria's own tools (nymeria_dataset ``XSensConstants``: ``k_frame_count = "frameCount"``,
+    ``k_framerate = "frameRate"``; their loaders read ``data["segmentCount"][0]`` and users index
+    ``frameRate[0]``) store them as int arrays of shape (1,). ``framerate`` (0-d, the name of
+    DESIGN §3 and issue #4) is kept as an alias for readers that look it up first."""
+    scalars = {"segmentCount": NUM_SEGMENTS, "frameCount": frame_count, "frameRate": XSENS_FPS}
+    return {**{key: np.array([value], dtype=np.int64) for key, value in scalars.items()},
+            "framerate": np.int64(XSENS_FPS)}
+
+
 def hand_visibility(calibration, T_world_camera: np.ndarray, hand_positions: np.ndarray) -> np.ndarray:
     """(N, 2) bool: hand joint (left, right) in front of the raw camera and projecting inside
     the image's valid circle. `T_world_camera` (N, 4, 4); `hand_positions` (N, 2, 3) world."""
@@ -169,6 +181,29 @@ def hand_visibility(calibration, T_world_camera: np.ndarray, hand_positions: np.
             uv = calibration.project(p[n, k])
             out[n, k] = uv is not None and 0 <= uv[0] < w and 0 <= uv[1] < h
     return out
+
+
+@dataclass
+class SequencePlan:
+    """What one sequence shows, before any stream is sampled or rendered."""
+
+    scene: Scene
+    subject: Subject
+    outfit: Outfit
+    script: list[Activity]
+    rig: GlassesRig
+    rng: np.random.Generator
+    """The sequence's generator, past the draws above (the writer continues with it)."""
+
+
+def plan_sequence(spec: SequenceSpec, config: SyntheticConfig) -> SequencePlan:
+    """Scene, subject, outfit, activity script and glasses of one sequence (deterministic for the seed)."""
+    rng = np.random.default_rng([config.seed, 31337, spec.index])
+    scene = make_scene(spec.location_index, config.seed)
+    subject = make_subject(spec.subject_index, config.seed)
+    outfit = Outfit(_SHIRTS[int(rng.integers(len(_SHIRTS)))], _TROUSERS[int(rng.integers(len(_TROUSERS)))])
+    script = make_script(scene, float(config.seconds), rng)
+    return SequencePlan(scene, subject, outfit, script, make_rig(rng), rng)
 
 
 def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
@@ -194,14 +229,10 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     from egotwin_bench.nymeria import layout as L
     from egotwin_bench.nymeria.exported_recording import ExportedRecordingWriter
 
-    rng = np.random.default_rng([config.seed, 31337, spec.index])
-    scene = make_scene(spec.location_index, config.seed)
-    subject = make_subject(spec.subject_index, config.seed)
-    outfit = Outfit(_SHIRTS[int(rng.integers(len(_SHIRTS)))], _TROUSERS[int(rng.integers(len(_TROUSERS)))])
+    plan = plan_sequence(spec, config)
+    rng, scene, subject, outfit, script, rig = plan.rng, plan.scene, plan.subject, plan.outfit, plan.script, plan.rig
     seconds = float(config.seconds)
-    script = make_script(scene, seconds, rng)
     channels = compute_channels(script, seconds)
-    rig = make_rig(rng)
     # Clocks: TIME_CODE of the Xsens start, and device = TIME_CODE + offset (whole microseconds).
     timecode_start_ns = int(rng.integers(3_600, 80_000)) * 10**9 + int(rng.integers(0, 10**6)) * 1000
     device_start_ns = int(rng.integers(20, 300)) * 10**9 + int(rng.integers(0, 10**6)) * 1000
@@ -224,7 +255,7 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     np.savez(root / L.XDATA,
              segment_tXYZ=pos_x.reshape(n_x, NUM_SEGMENTS * 3).astype(np.float32),
              segment_qWXYZ=q.reshape(n_x, NUM_SEGMENTS * 4).astype(np.float32),
-             timestamps_us=t_us, segmentCount=np.int64(NUM_SEGMENTS), framerate=np.int64(XSENS_FPS))
+             timestamps_us=t_us, **xdata_scalars(n_x))
 
     # --- MPS closed-loop trajectory ---
     hz = config.trajectory_hz
