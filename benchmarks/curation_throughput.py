@@ -1,10 +1,12 @@
 """Curation throughput: clips/s and pipeline wall time / pure decode time, 1 and 2 workers.
 
-    python benchmarks/curation_throughput.py [--data NYMERIA_ROOT] [--keep DIR]
+    python benchmarks/curation_throughput.py [--data NYMERIA_ROOT] [--keep DIR] [--config TOML]
 
 Without --data it first writes a synthetic dataset (`egotwin-bench make-synthetic`). The
-reference is the time to only decode (PyAV / VRS reader) the same RGB frames the pipeline
-uses, sequentially in one process; the goal is pipeline / decode <= 1.3. Runs: the in-process
+reference is the time to only decode (the toolkit's RGB reader: PyAV + the BT.601 conversion to
+RGB arrays, or the VRS reader) the same RGB frames the pipeline uses, sequentially in one
+process; the goal is pipeline / decode <= 1.3. `--config` takes the curation tables of
+pipelines/curation.toml (its [run] table is ignored), e.g. a `[video]` preset to compare. Runs: the in-process
 engine (`local`, no Ray), then Ray with each `--workers` count. Ray start-up is timed separately
 (`ray_init_s`, paid once per run, not per sequence); `*_task_s_sum` adds up the per-sequence task
 times of the reports. Prints ONE JSON line (with the 1-minute load average: the machine may be
@@ -14,6 +16,7 @@ shared).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -55,12 +58,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="Nymeria-format root (default: make a synthetic one)")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temp dir)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--config", type=Path, default=None, help="TOML of CurationConfig tables (default: defaults)")
     args = parser.parse_args()
 
     import ray
 
-    from egotwin_bench.curation.config import CurationConfig
+    from egotwin_bench.curation.config import CurationConfig, load_config_file
     from egotwin_bench.curation.pipeline import build_dataset
+
+    config = CurationConfig() if args.config is None else load_config_file(args.config)[0]
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="curation_bench_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -70,13 +76,13 @@ def main() -> None:
         if not data.exists():
             subprocess.run([sys.executable, "-m", "egotwin_bench.cli", "make-synthetic", "--out", str(data)], check=True,
                            stdout=subprocess.DEVNULL)
-    result: dict = {"benchmark": "curation_throughput", "data": str(data)}
+    result: dict = {"benchmark": "curation_throughput", "data": str(data), "video": dataclasses.asdict(config.video)}
 
     def run(name: str, engine: str, workers: int) -> Path:
         out = work / f"out_{name}"
         shutil.rmtree(out, ignore_errors=True)  # a fresh build, not a resume
         t = time.perf_counter()
-        card = build_dataset(data, out, CurationConfig(), workers=workers, engine=engine)
+        card = build_dataset(data, out, config, workers=workers, engine=engine)
         wall = time.perf_counter() - t
         reports = [json.loads(p.read_text()) for p in (out / "report").glob("*.json")]
         result[f"{name}_wall_s"] = round(wall, 2)

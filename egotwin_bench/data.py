@@ -55,34 +55,49 @@ class CuratedDataset:
         """Manifest row (ids, text, split, intrinsics, ... and `shard`, `row`) of a clip."""
         return {k: v[0] for k, v in self.manifest.slice(self._index[clip_id], 1).to_pydict().items()}
 
-    @lru_cache(maxsize=4)
-    def _shard(self, shard: str, columns: tuple[str, ...]) -> pa.Table:
-        return pq.read_table(self.root / shard, columns=list(columns))
+    @lru_cache(maxsize=64)
+    def _row_groups(self, shard: str) -> tuple[pq.FileMetaData, np.ndarray]:
+        """Footer of a shard and the first row of each row group, (G + 1,) with the total last."""
+        meta = pq.read_metadata(self.root / shard)
+        counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        return meta, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
-    def _read(self, clip_id: str, columns: tuple[str, ...]) -> tuple[pa.Table, int]:
+    def clip_table(self, clip_id: str, columns: tuple[str, ...]) -> pa.Table:
+        """One-row table of `columns` of a clip, read from the one row group holding it
+        (shards have `shards.ROW_GROUP_SIZE`-row groups: a clip costs ~16 clips of I/O, not a shard)."""
         if clip_id not in self._index:
             raise KeyError(f"unknown clip id {clip_id!r}")
         k = self._index[clip_id]
         shard = self.manifest.column("shard")[k].as_py()
-        return self._shard(shard, columns), int(self.manifest.column("row")[k].as_py())
+        row = int(self.manifest.column("row")[k].as_py())
+        meta, starts = self._row_groups(shard)
+        if not 0 <= row < starts[-1]:
+            raise IndexError(f"{shard} has {starts[-1]} rows, the manifest says clip {clip_id!r} is row {row}; "
+                             "the dataset folder is inconsistent (rebuild it)")
+        group = int(np.searchsorted(starts, row, side="right") - 1)
+        with pq.ParquetFile(self.root / shard, metadata=meta) as f:
+            table = f.read_row_group(group, columns=list(columns))
+        return table.slice(row - int(starts[group]), 1)
 
     def arrays(self, clip_id: str, names: tuple[str, ...] = RAW_ARRAYS) -> dict[str, np.ndarray]:
         """Raw arrays of one clip, float32 (hand_visible: bool), shapes of `ARRAY_SHAPES`."""
-        table, r = self._read(clip_id, tuple(names))
-        one = table.slice(r, 1)
-        out = {n: column_array(one, n)[0] for n in names}
-        if "hand_visible" in out:
-            out["hand_visible"] = out["hand_visible"].astype(bool)
-        return out
+        return _arrays(self.clip_table(clip_id, tuple(names)), names)
 
     def video(self, clip_id: str) -> np.ndarray:
         """(41, 480, 480, 3) uint8 RGB frames of a clip."""
-        table, r = self._read(clip_id, ("video_mp4",))
-        return decode_mp4(table.column("video_mp4")[r].as_py())
+        return decode_mp4(self.video_bytes(clip_id))
 
     def video_bytes(self, clip_id: str) -> bytes:
-        table, r = self._read(clip_id, ("video_mp4",))
-        return table.column("video_mp4")[r].as_py()
+        """The clip's H.264 MP4 file as bytes."""
+        return self.clip_table(clip_id, ("video_mp4",)).column("video_mp4")[0].as_py()
+
+
+def _arrays(one: pa.Table, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Array columns `names` of a one-row clip table -> NumPy (hand_visible as bool)."""
+    out = {n: column_array(one, n)[0] for n in names}
+    if "hand_visible" in out:
+        out["hand_visible"] = out["hand_visible"].astype(bool)
+    return out
 
 
 class ClipDataset(Dataset):
@@ -112,7 +127,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         cid = self.ids[i]
-        arrays = self.data.arrays(cid)
+        table = self.data.clip_table(cid, RAW_ARRAYS + (("video_mp4",) if self.load_video else ()))
+        arrays = _arrays(table, RAW_ARRAYS)
         motion = self.representation.encode(
             arrays["motion_positions"].astype(np.float64), arrays["motion_rotations"].astype(np.float64)
         )
@@ -122,5 +138,5 @@ class ClipDataset(Dataset):
         meta |= {k: arrays[k] for k in ("intrinsics", "T_head_camera", "camera_poses", "hand_visible")}
         item = {"motion": np.asarray(motion, dtype=np.float32), "text": row["text"], "metadata": meta}
         if self.load_video:
-            item["video"] = self.data.video(cid)
+            item["video"] = decode_mp4(table.column("video_mp4")[0].as_py())
         return item

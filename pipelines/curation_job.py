@@ -14,27 +14,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True, help="TOML file (see pipelines/curation.toml)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N sequences")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="only the first N sequences (the splits are computed over these N)")
     args = parser.parse_args(argv)
 
     import ray
 
-    from egotwin_bench.curation.config import config_from_dict
+    from egotwin_bench.curation.config import load_config_file
     from egotwin_bench.curation.pipeline import build_dataset
 
-    raw = tomllib.loads(args.config.read_text())
-    run = raw.pop("run", {})
+    try:
+        config, run = load_config_file(args.config)
+    except ValueError as exc:
+        parser.error(str(exc))
     missing = [k for k in ("nymeria_root", "out") if k not in run]
     if missing:
         parser.error(f"{args.config}: [run] needs {missing}")
-    config = config_from_dict(raw)
     if not ray.is_initialized():
         ray.init()  # inside `ray job submit` this attaches to the job's cluster (RAY_ADDRESS)
     card = build_dataset(run["nymeria_root"], run["out"], config, workers=int(run.get("workers", 8)),

@@ -3,6 +3,7 @@ Parquet shards, clip MP4s, config tables, dataset card."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ from egotwin_bench.curation.shards import ARRAY_SHAPES, atomic_write_table, clip
 from egotwin_bench.curation.video import decode_mp4, encode_mp4
 from egotwin_bench.nymeria.layout import CLOSED_LOOP, XDATA, LayoutError, find_sequences, open_sequence
 from egotwin_bench.nymeria.mps import TrajectoryError, load_closed_loop_trajectory
+from tests.fixtures_dataset import fake_clip_row
 
 MPS_COLUMNS = (
     "graph_uid,tracking_timestamp_us,utc_timestamp_ns,tx_world_device,ty_world_device,tz_world_device,"
@@ -78,20 +80,9 @@ def test_layout_ids_and_missing_files(tmp_path):
         find_sequences(tmp_path / "nowhere")
 
 
-def _row(rng, k: int) -> dict:
-    return {
-        "clip_id": f"seq__{k}", "sequence_id": "seq", "subject_id": "s", "location_id": "l", "split": "train",
-        "t0_timecode_ns": 10**15 + k, "text": f"text {k}", "text_source": "atomic_action:x",
-        "video_mp4": bytes([k]) * 10,
-        **{name: rng.normal(size=shape) for name, shape in ARRAY_SHAPES.items() if name != "hand_visible"},
-        "hand_visible": rng.integers(0, 2, (VIDEO_FRAMES, 2)).astype(np.uint8),
-        "alignment_residual_m": 0.01, "alignment_residual_deg": 0.5, "quality_flags": ["a"] * k,
-    }
-
-
 def test_shard_round_trip_is_plain_parquet(tmp_path):
     rng = np.random.default_rng(0)
-    rows = [_row(rng, k) for k in range(3)]
+    rows = [fake_clip_row(rng, k) for k in range(3)]
     path = tmp_path / "shards" / "clips-seq.parquet"
     atomic_write_table(rows_to_table(rows), path)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
@@ -120,6 +111,9 @@ def test_mp4_round_trip_keeps_every_frame_and_is_deterministic():
     data = encode_mp4(frames)
     # Identical bytes on every call: resumed runs must write identical shards (x264's mbtree broke this).
     assert all(encode_mp4(frames) == data for _ in range(2))
+    video = CurationConfig().video  # the curation's own preset too
+    fast = encode_mp4(frames, crf=video.crf, preset=video.preset)
+    assert fast != data and encode_mp4(frames, crf=video.crf, preset=video.preset) == fast
     out = decode_mp4(data)
     assert out.shape == frames.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - frames).mean() < 5.0  # yuv420p: chroma of a random colour texture suffers
@@ -136,6 +130,22 @@ def test_config_from_toml_tables_and_fingerprint():
         config_from_dict({"window": {}})
     with pytest.raises(ValueError, match=r"\[alignment\]"):
         config_from_dict({"alignment": {"max_residual": 1.0}})
+
+
+def test_config_file_holds_the_run_table_and_the_repo_config_is_valid(tmp_path):
+    from pathlib import Path
+
+    from egotwin_bench.curation.config import load_config_file
+
+    repo_toml = Path(__file__).resolve().parents[1] / "pipelines" / "curation.toml"
+    config, run = load_config_file(repo_toml)
+    assert {"nymeria_root", "out", "workers"} <= set(run) and config.fingerprint() == CurationConfig().fingerprint()
+    (tmp_path / "c.toml").write_text('[video]\npreset = "ultrafast"\ncrf = 21\n')
+    config, run = load_config_file(tmp_path / "c.toml")
+    assert run == {} and (config.video.preset, config.video.crf) == ("ultrafast", 21)
+    (tmp_path / "bad.toml").write_text("[video\n")
+    with pytest.raises(ValueError, match="bad.toml: not valid TOML"):
+        load_config_file(tmp_path / "bad.toml")
 
 
 def test_card_counts_reasons_and_hours():
@@ -157,3 +167,87 @@ def test_card_counts_reasons_and_hours():
     assert card["subjects"]["test"] == ["s2"]
     md = card_markdown(card)
     assert "| test | 1 |" in md and "`xsens`: 1" in md and "irregular timestamps" in md
+
+
+def test_atomic_writes_fsync_and_keep_the_old_file_on_failure(tmp_path, monkeypatch):
+    import os
+
+    from egotwin_bench.curation import shards
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "report" / "seq.json"
+    shards.atomic_write_text('{"a": 1}', path)
+    assert synced == [str(path.parent / f".seq.json.tmp-{os.getpid()}"), str(path.parent)]  # the file, then its folder
+    synced.clear()
+    shards.atomic_write_table(rows_to_table([fake_clip_row(np.random.default_rng(0), 0)]), tmp_path / "s.parquet")
+    assert len(synced) == 2
+
+    def broken(table, where, **kwargs):
+        open(where, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        shards.atomic_write_table(rows_to_table([]), tmp_path / "s.parquet")
+    assert pq.read_table(tmp_path / "s.parquet").num_rows == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["report", "s.parquet"]
+
+
+def test_fingerprint_covers_code_schema_and_video(monkeypatch):
+    from egotwin_bench.curation import config as config_module
+    from egotwin_bench.curation.video import VideoConfig
+
+    base = CurationConfig().fingerprint()
+    assert CurationConfig(video=VideoConfig(preset="ultrafast")).fingerprint() != base
+    monkeypatch.setattr(config_module, "__version__", "99.0")
+    assert CurationConfig().fingerprint() != base
+    monkeypatch.undo()
+    monkeypatch.setattr(config_module, "SCHEMA_VERSION", "egotwin-clips/99")
+    assert CurationConfig().fingerprint() != base
+
+
+def test_clip_reads_use_one_row_group_and_equal_whole_shard_reads(tmp_path):
+    """A 40-clip shard (row groups of 16, 16, 8): every clip's arrays and bytes read through
+    `CuratedDataset` equal the rows of the whole table."""
+    from egotwin_bench.curation.pipeline import finalize
+    from egotwin_bench.curation.sequence import shard_path
+    from egotwin_bench.data import CuratedDataset
+
+    rng = np.random.default_rng(0)
+    rows = [fake_clip_row(rng, k) for k in range(40)]
+    atomic_write_table(rows_to_table(rows), shard_path(tmp_path, "seq"))
+    assert pq.ParquetFile(shard_path(tmp_path, "seq")).metadata.num_row_groups == 3
+    report = {"sequence_id": "seq", "subject_id": "s", "location_id": "l", "split": "train", "status": "ok",
+              "reason": None, "clips": 40, "drops": {}, "alignment": None}
+    finalize(tmp_path, [report], {"seq": "train"}, CurationConfig())
+    data = CuratedDataset(tmp_path)
+    whole = pq.read_table(shard_path(tmp_path, "seq"))
+    for k, cid in enumerate(data.clip_ids("train")):
+        arrays = data.arrays(cid)
+        for name in ARRAY_SHAPES:
+            want = column_array(whole.slice(k, 1), name)[0]
+            np.testing.assert_array_equal(arrays[name], want.astype(bool) if name == "hand_visible" else want)
+        assert data.video_bytes(cid) == whole.column("video_mp4")[k].as_py() == rows[k]["video_mp4"]
+    with pytest.raises(KeyError, match="unknown clip id"):
+        data.arrays("nope")
+
+
+def test_exported_frames_convert_like_swscale(tmp_path):
+    """The fast BT.601 conversion of decoded frames is within a level of swscale's."""
+    import av
+
+    from egotwin_bench.nymeria.exported_recording import frame_to_rgb
+
+    rng = np.random.default_rng(0)
+    frames = np.repeat(np.repeat(rng.integers(0, 255, (4, 24, 32, 3)), 4, axis=1), 4, axis=2).astype(np.uint8)
+    with av.open(io.BytesIO(encode_mp4(frames))) as container:
+        for frame in container.decode(video=0):
+            fast, slow = frame_to_rgb(frame).astype(int), frame.to_ndarray(format="rgb24").astype(int)
+            assert fast.shape == slow.shape == (96, 128, 3)
+            assert np.abs(fast - slow).mean() < 1.5 and np.abs(fast - slow).max() <= 12

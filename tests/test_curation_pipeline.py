@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from scipy.spatial.transform import Rotation, Slerp
 
 from egotwin_bench.constants import MOTION_FPS, MOTION_FRAMES, VIDEO_FPS, VIDEO_FRAMES, VIDEO_SIZE
@@ -187,7 +188,7 @@ EXPECTED_FAULT_OUTCOME = {
     "jittered_timestamps": ("ok", "patched"),
     "irregular_timestamps": ("skipped", "xsens"),
     "zero_quaternions": ("ok", "zero-norm"),
-    "truncated_mp4": ("skipped", "rgb"),
+    "truncated_mp4": ("skipped", "no_clips"),  # its one clip window lacks frames (rgb_frame_missing)
     "missing_narration": ("skipped", "no_narration"),
     "missing_trajectory": ("skipped", "missing_data"),
 }
@@ -207,11 +208,13 @@ def test_every_fault_is_skipped_or_repaired_with_its_reason(synthetic_faulty_roo
         assert report["status"] == status, (name, report["reason"])
         if status == "skipped":
             assert report["reason"].startswith(code + ":"), (name, report["reason"])
+            assert not (tmp_path / "out" / "shards" / f"clips-{sequence_id}.parquet").exists()
         else:
             assert any(code in r for r in report["repairs"]), (name, report["repairs"])
             flags = pq.read_table(tmp_path / "out" / "shards" / f"clips-{sequence_id}.parquet").column("quality_flags")
             assert all("xsens_repaired" in f for f in flags.to_pylist())
-    assert card["skip_reasons"] == {"missing_data": 1, "no_narration": 1, "rgb": 1, "xsens": 1}
+    assert card["skip_reasons"] == {"missing_data": 1, "no_clips": 1, "no_narration": 1, "xsens": 1}
+    assert card["drop_reasons"].get("rgb_frame_missing") == 1  # the truncated video's clip
     assert card["sequences"] == {"total": 7, "ok": 3, "skipped": 4}
     assert "truncated" in (tmp_path / "out" / "dataset_card.md").read_text()
 
@@ -220,6 +223,23 @@ def _report_without_timing(path: Path) -> dict:
     d = json.loads(path.read_text())
     d.pop("seconds")
     return d
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def _assert_same_dataset(clean: Path, other: Path) -> None:
+    """Same files; equal Parquet tables, reports equal but for timing, other files byte-equal."""
+    assert _files(other) == _files(clean)
+    for rel in _files(clean):
+        a, b = clean / rel, other / rel
+        if rel.endswith(".parquet"):
+            assert pq.read_table(a).equals(pq.read_table(b)), rel
+        elif rel.startswith("report/"):
+            assert _report_without_timing(a) == _report_without_timing(b), rel
+        else:
+            assert a.read_bytes() == b.read_bytes(), rel
 
 
 def test_killed_run_resumed_with_ray_equals_the_clean_run(built_dataset, synthetic_root, tmp_path, ray_session):
@@ -251,20 +271,91 @@ def test_killed_run_resumed_with_ray_equals_the_clean_run(built_dataset, synthet
 
     build_dataset(synthetic_root, out, CurationConfig(), workers=2, engine="ray", progress=count)
     assert sorted(processed) == pending
-
-    def files(root: Path) -> list[str]:
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-    assert files(out) == files(built_dataset)
-    for rel in files(built_dataset):
-        a, b = built_dataset / rel, out / rel
-        if rel.endswith(".parquet"):
-            assert pq.read_table(a).equals(pq.read_table(b)), rel
-        elif rel.startswith("report/"):
-            assert _report_without_timing(a) == _report_without_timing(b), rel
-        else:
-            assert a.read_bytes() == b.read_bytes(), rel
+    _assert_same_dataset(built_dataset, out)
     assert ray_session.data.read_parquet(str(out / "shards")).count() == CuratedDataset(out).manifest.num_rows
     processed.clear()
     build_dataset(synthetic_root, out, CurationConfig(), workers=2, engine="ray", progress=count)
     assert processed == []  # a rerun of a finished dataset does nothing
+
+
+KILL_WHILE_WRITING = """
+import os, signal, sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+import egotwin_bench.curation.shards as shards
+
+kind, nth = sys.argv[1], int(sys.argv[2])
+seen = []
+
+
+def die_half_way(tmp: Path, data: bytes) -> None:
+    tmp.write_bytes(data[: len(data) // 2])  # half a file on disk, then SIGKILL: no cleanup runs
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+real_write_table, real_write_text = pq.write_table, Path.write_text
+
+
+def write_table(table, where, **kwargs):
+    real_write_table(table, where, **kwargs)
+    if kind == "shard" and Path(where).name.startswith(".clips-"):
+        seen.append(where)
+        if len(seen) == nth:
+            die_half_way(Path(where), Path(where).read_bytes())
+
+
+def write_text(self, text, *args, **kwargs):
+    if kind == "report" and self.parent.name == "report" and self.name.startswith("."):
+        seen.append(self)
+        if len(seen) == nth:
+            die_half_way(self, text.encode())
+    return real_write_text(self, text, *args, **kwargs)
+
+
+pq.write_table, Path.write_text = write_table, write_text
+sys.argv = ["egotwin-bench", *sys.argv[3:]]
+from egotwin_bench.cli import app
+
+app()
+"""
+
+
+@pytest.mark.parametrize("kind, nth", [("shard", 2), ("report", 3)])
+def test_run_killed_while_writing_resumes_to_the_clean_run(built_dataset, synthetic_root, tmp_path, kind, nth):
+    """SIGKILL in the middle of writing the nth shard (or report): a half-written temp file is
+    left; the rerun removes it, redoes the unfinished sequences and equals the clean run."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", KILL_WHILE_WRITING, kind, str(nth), "build-dataset",
+           "--nymeria-root", str(synthetic_root), "--out", str(out), "--engine", "local"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    sub = "shards" if kind == "shard" else "report"
+    assert len(list((out / sub).glob(".*.tmp-*"))) == 1, "the run was not killed mid-write"
+    assert len(list((out / "report").glob("*.json"))) == nth - 1
+    if kind == "report":  # the shard of the killed sequence is complete, its commit marker is not
+        assert len(list((out / "shards").glob("*.parquet"))) == nth
+    build_dataset(synthetic_root, out, CurationConfig(), engine="local")
+    _assert_same_dataset(built_dataset, out)
+
+
+def test_clip_dataset_reads_one_row_group_and_equals_whole_shard_reads(built_dataset):
+    """`ClipDataset` items equal the arrays and video of the whole-shard read (the old path)."""
+    from egotwin_bench.curation.shards import column_array
+    from egotwin_bench.curation.video import decode_mp4
+
+    ds = ClipDataset(built_dataset, "train")
+    data = ds.data
+    for i in range(len(ds)):
+        item = ds[i]
+        row = data.row(ds.ids[i])
+        whole = pq.read_table(built_dataset / row["shard"]).slice(row["row"], 1)
+        assert whole.column("clip_id")[0].as_py() == ds.ids[i]
+        for name in ("camera_poses", "intrinsics", "T_head_camera"):
+            np.testing.assert_array_equal(item["metadata"][name], column_array(whole, name)[0])
+        np.testing.assert_array_equal(item["metadata"]["hand_visible"], column_array(whole, "hand_visible")[0].astype(bool))
+        np.testing.assert_array_equal(item["video"], decode_mp4(whole.column("video_mp4")[0].as_py()))
+        raw = data.arrays(ds.ids[i], ("motion_positions", "motion_rotations"))
+        for name, value in raw.items():
+            np.testing.assert_array_equal(value, column_array(whole, name)[0])

@@ -111,3 +111,25 @@ def test_undistorted_render_matches_a_pinhole_render_of_the_same_scene():
     (dx, dy), response = cv2.phaseCorrelate(gray[0], gray[1])
     assert response > 0.5 and abs(dx) < 0.1 and abs(dy) < 0.1, (dx, dy, response)
     assert np.abs(out.astype(float) - direct)[20:-20, 20:-20].mean() < 3.0
+
+
+def test_vectorised_projection_equals_projectaria_and_falls_back(calibration, monkeypatch):
+    """`project_fisheye624` agrees with `calibration.project` (pixels and visibility), so the
+    table is the per-pixel one; a disagreeing fast path is detected and not used."""
+    from egotwin_bench.curation import undistort as U
+
+    rng = np.random.default_rng(0)
+    rays = rng.normal(size=(4000, 3))
+    rays[:1000, 2] = np.abs(rays[:1000, 2])
+    fast, exact = U.project_fisheye624(calibration, rays), U._project_each(calibration, rays)
+    np.testing.assert_array_equal(np.isnan(fast[:, 0]), np.isnan(exact[:, 0]))
+    assert 0.2 < np.isfinite(fast[:, 0]).mean() < 0.8  # both visible and invisible rays were tried
+    np.testing.assert_allclose(fast, exact, atol=1e-7)
+    view = PinholeView(size=64, focal_px=32.0)
+    vectorised = U.build_remap_table(calibration, view)
+    monkeypatch.setattr(U, "project_fisheye624", lambda calib, r: None)
+    per_pixel = U.build_remap_table(calibration, view)
+    np.testing.assert_array_equal(vectorised.map_x, per_pixel.map_x)
+    np.testing.assert_array_equal(vectorised.map_y, per_pixel.map_y)
+    monkeypatch.setattr(U, "project_fisheye624", lambda calib, r: U._project_each(calib, r) + 0.01)
+    np.testing.assert_array_equal(U.build_remap_table(calibration, view).map_x, per_pixel.map_x)

@@ -19,13 +19,14 @@ from egotwin_bench.nymeria.narration import NarrationError, read_narration_csv, 
 from egotwin_bench.nymeria.xsens import XsensError, load_xsens
 
 
-def _write_xdata(path, t_us, q=None, frames=None):
+def _write_xdata(path, t_us, q=None, frames=None, keys: dict | None = None):
+    """xdata.npz with random positions; `keys` replaces the default ``framerate=240`` scalars."""
     frames = len(t_us) if frames is None else frames
     pos = np.random.default_rng(0).normal(size=(frames, 69))
     if q is None:
         q = np.tile([1.0, 0.0, 0.0, 0.0], (frames, 23))
     np.savez(path, segment_tXYZ=pos, segment_qWXYZ=q, timestamps_us=np.asarray(t_us, dtype=np.int64),
-             segmentCount=23, framerate=240)
+             segmentCount=23, **({"framerate": 240} if keys is None else keys))
 
 
 def test_xsens_repairs_timestamps_and_quaternions(tmp_path):
@@ -188,3 +189,97 @@ def test_splits_hold_out_subjects_and_locations_deterministically():
     assert not {k.location_id for k in by["test"]} & {k.location_id for k in by["train"]}
     small = assign_splits(keys[:3] + [keys[-1]], SplitConfig(seed=0))
     assert small["fresh"] == "test"
+
+
+@pytest.mark.parametrize("rate", [{"frameRate": np.float64(240.0), "frameCount": np.int64(480)},
+                                  {"frameRate": np.array([240.0]), "frameCount": np.array([480])},
+                                  {"framerate": np.int64(240)}])
+def test_xsens_reads_the_frame_rate_keys(tmp_path, rate):
+    t = np.round(np.arange(480) * 1e6 / 240).astype(np.int64)
+    _write_xdata(tmp_path / "x.npz", t, keys=rate)
+    m = load_xsens(tmp_path / "x.npz")
+    assert m.notes == [] and m.repairs == []
+
+
+def test_xsens_frame_rate_fallback_and_frame_count_are_recorded(tmp_path, caplog):
+    t = np.round(np.arange(480) * 1e6 / 200).astype(np.int64)  # a 200 Hz file: only its own rate fits
+    _write_xdata(tmp_path / "x.npz", t, keys={"frameRate": np.array([200.0]), "frameCount": np.array([481])})
+    m = load_xsens(tmp_path / "x.npz")
+    assert m.repairs == [] and m.notes == ["frameCount 481 disagrees with the 480 frames stored; used the 480"]
+    t120 = np.round(np.arange(480) * 1e6 / 120).astype(np.int64)
+    _write_xdata(tmp_path / "y.npz", t120, keys={"frameRate": np.array([120.0])})
+    assert load_xsens(tmp_path / "y.npz").repairs == []
+    _write_xdata(tmp_path / "y.npz", t120, keys={})
+    with pytest.raises(XsensError, match="drifts"):  # without its rate, 240 Hz is assumed: 8 ms steps are wrong
+        load_xsens(tmp_path / "y.npz")
+    t240 = np.round(np.arange(480) * 1e6 / 240).astype(np.int64)
+    _write_xdata(tmp_path / "y.npz", t240, keys={})
+    with caplog.at_level("WARNING", logger="egotwin_bench.nymeria.xsens"):
+        m = load_xsens(tmp_path / "y.npz")
+    assert "assumed 240 Hz" in m.notes[0] and "assumed 240 Hz" in caplog.text
+    _write_xdata(tmp_path / "z.npz", t, keys={"frameRate": np.array([0.0])})
+    with pytest.raises(XsensError, match="not a positive frame rate"):
+        load_xsens(tmp_path / "z.npz")
+    _write_xdata(tmp_path / "w.npz", t, keys={"frameRate": np.array([240.0, 240.0])})
+    with pytest.raises(XsensError, match="must be one number"):
+        load_xsens(tmp_path / "w.npz")
+
+
+def test_xsens_keeps_nan_frames_and_locates_them(tmp_path):
+    t = np.round(np.arange(480) * 1e6 / 240).astype(np.int64)
+    q = np.tile([1.0, 0.0, 0.0, 0.0], (480, 23))
+    q[200, 4:8] = np.nan  # a NaN quaternion is not "zero-norm": it stays NaN
+    q[300, 0:4] = 0.0  # repaired as before
+    _write_xdata(tmp_path / "x.npz", t, q)
+    with np.load(tmp_path / "x.npz") as f:
+        arrays = dict(f)
+    arrays["segment_tXYZ"][100, 5] = np.inf
+    np.savez(tmp_path / "x.npz", **arrays)
+    m = load_xsens(tmp_path / "x.npz")
+    assert not np.isfinite(m.positions[100]).all() and not np.isfinite(m.rotations[200, 1]).all()
+    np.testing.assert_allclose(m.rotations[300, 0], np.eye(3))
+    assert any("2 of 480 Xsens frames hold NaN/inf" in n for n in m.notes), m.notes
+    ts = m.timestamps_ns
+    assert m.nonfinite_between(ts[0], ts[-1]) == 2
+    assert m.nonfinite_between(ts[101] + 1, ts[199] - 1) == 0  # strictly between the bad frames
+    assert m.nonfinite_between(ts[101], ts[199]) == 0
+    assert m.nonfinite_between(ts[100] + 1, ts[150]) == 1  # frame 100 is read to interpolate just after it
+    assert m.nonfinite_between(ts[150], ts[200] - 1) == 1
+
+
+def test_interpolation_clamps_clock_rounding_but_not_gaps():
+    from egotwin_bench.curation.trajectory import clamp_to_range
+
+    T = np.stack([np.eye(4), make_transform(Rotation.from_rotvec([0, 0, 1.0]).as_matrix(), np.array([2.0, 0, 0]))])
+    end = interpolate_poses(np.array([0, 100]), T, np.array([-3, 103]), tolerance_ns=4)
+    np.testing.assert_allclose(end, T)
+    with pytest.raises(ValueError, match="by more than 4 ns"):
+        interpolate_poses(np.array([0, 100]), T, np.array([105]), tolerance_ns=4)
+    np.testing.assert_array_equal(clamp_to_range(np.array([10, 20]), np.array([8, 15, 22]), 2), [10, 15, 20])
+    assert max_gap_ns(np.array([0, 10, 50, 60]), 5, 61, tolerance_ns=1) == 40
+    assert max_gap_ns(np.array([0, 10, 50, 60]), 5, 62, tolerance_ns=1) == np.iinfo(np.int64).max
+
+
+def test_alignment_survives_a_clock_one_ns_past_the_trajectory():
+    """The TIME_CODE -> device round trip lands the last alignment sample 1 ns after the last
+    MPS pose: clamped (no exception), and the offsets are still recovered."""
+    from types import SimpleNamespace
+
+    from egotwin_bench.curation.config import CurationConfig
+    from egotwin_bench.curation.sequence import align
+    from egotwin_bench.nymeria.mps import Trajectory
+    from egotwin_bench.nymeria.xsens import XsensMotion
+
+    n = 3 * 240 + 1
+    t = np.round(np.arange(n) * 1e9 / 240).astype(np.int64)
+    rng = np.random.default_rng(0)
+    head = Rotation.from_rotvec(np.cumsum(rng.normal(0, 0.05, (n, 3)), axis=0)).as_matrix()
+    pos = np.zeros((n, 23, 3))
+    pos[:, 6] = np.cumsum(rng.normal(0, 0.01, (n, 3)), axis=0)
+    rot = np.tile(np.eye(3), (n, 23, 1, 1))
+    rot[:, 6] = head
+    X = make_transform(Rotation.from_euler("xyz", [80, 5, 90], degrees=True).as_matrix(), np.array([0.1, 0.0, 0.08]))
+    traj = Trajectory(t, make_transform(head, pos[:, 6]) @ X, np.ones(n))
+    rgb = SimpleNamespace(clock=SimpleNamespace(timecode_to_device=lambda tc: np.asarray(tc, dtype=np.int64) + 1))
+    he = align(XsensMotion(pos, rot, t), traj, rgb, (int(t[0]), int(t[-1])), CurationConfig())
+    np.testing.assert_allclose(he.T_head_device, X, atol=1e-4)

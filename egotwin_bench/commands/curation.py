@@ -13,27 +13,27 @@ def register(app: typer.Typer) -> None:
     def build_dataset(
         nymeria_root: Path = typer.Option(..., "--nymeria-root", help="Folder of Nymeria sequence folders (or one sequence folder)."),
         out: Path = typer.Option(..., "--out", help="Output dataset folder (created; reruns resume)."),
-        workers: int = typer.Option(1, "--workers", min=1, help="Parallel sequence tasks (Ray CPUs on a local run)."),
-        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N sequences (sorted by folder name)."),
+        workers: int = typer.Option(1, "--workers", min=1, help="Parallel sequence tasks (Ray CPUs on a local run); --engine local ignores it."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N sequences (sorted by folder name). Splits are computed over these N, so they change with --limit."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address; default: $RAY_ADDRESS, else a local Ray."),
         engine: str = typer.Option("ray", "--engine", help="'ray' (default) or 'local' (in-process, sequential; for debugging)."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/val/test split [default: 0]."),
-        test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="Share of sequences in test, subjects and locations unseen in train [default: 0.1]."),
-        val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of sequences in val [default: 0.1]."),
-        narration_file: Optional[str] = typer.Option(None, "--narration-file", help="Narration CSV stem whose windows make the clips [default: atomic_action]."),
-        text_column: Optional[str] = typer.Option(None, "--text-column", help="Narration column used as the prompt [default: 'Describe my atomic actions']."),
-        focal_px: Optional[float] = typer.Option(None, "--focal-px", help="Pinhole focal length (px) of the 480x480 upright view [default: 240, a 90° FOV]."),
-        max_residual_m: Optional[float] = typer.Option(None, "--max-residual-m", help="Reject a sequence whose hand-eye RMS residual exceeds this, metres [default: 0.05]."),
-        max_residual_deg: Optional[float] = typer.Option(None, "--max-residual-deg", help="... or this, degrees [default: 5]."),
-        rgb_source: Optional[str] = typer.Option(None, "--rgb-source", help="'vrs': data.vrs when present, else the exported rgb.mp4; 'exported': the opposite [default: vrs]."),
-        config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of CurationConfig tables (as pipelines/curation.toml; its [run] table is ignored); options given here override it."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/val/test split \\[default: 0]."),
+        test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="Share of sequences in test, subjects and locations unseen in train \\[default: 0.1]."),
+        val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of sequences in val \\[default: 0.1]."),
+        narration_file: Optional[str] = typer.Option(None, "--narration-file", help="Narration CSV stem whose windows make the clips \\[default: atomic_action]."),
+        text_column: Optional[str] = typer.Option(None, "--text-column", help="Narration column used as the prompt \\[default: 'Describe my atomic actions']."),
+        focal_px: Optional[float] = typer.Option(None, "--focal-px", help="Pinhole focal length (px) of the 480x480 upright view \\[default: 240, a 90° FOV]."),
+        max_residual_m: Optional[float] = typer.Option(None, "--max-residual-m", help="Reject a sequence whose hand-eye RMS residual exceeds this, metres \\[default: 0.05]."),
+        max_residual_deg: Optional[float] = typer.Option(None, "--max-residual-deg", help="... or this, degrees \\[default: 5]."),
+        rgb_source: Optional[str] = typer.Option(None, "--rgb-source", help="'vrs': data.vrs when present, else the exported rgb.mp4; 'exported': the opposite \\[default: vrs]."),
+        config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of CurationConfig tables (as pipelines/curation.toml; its \\[run] table is ignored); options given here override it."),
     ) -> None:
         """Curate Nymeria into Parquet shards + manifest + splits + dataset card (resumable)."""
         from dataclasses import replace
 
         from tqdm import tqdm
 
-        from egotwin_bench.curation.config import CurationConfig, config_from_dict
+        from egotwin_bench.curation.config import CurationConfig, load_config_file
         from egotwin_bench.curation.pipeline import build_dataset as run
         from egotwin_bench.nymeria.layout import LayoutError
 
@@ -41,16 +41,16 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--engine must be 'ray' or 'local'")
         if rgb_source not in (None, "vrs", "exported"):
             raise typer.BadParameter("--rgb-source must be 'vrs' or 'exported'")
+        if engine == "local" and workers > 1:
+            typer.echo(f"warning: --workers {workers} is ignored with --engine local (one sequence at a time); "
+                       "use --engine ray for parallel sequences", err=True)
+            workers = 1
         base = CurationConfig()
         if config_file is not None:
-            import tomllib
-
-            tables = tomllib.loads(config_file.read_text())
-            tables.pop("run", None)
             try:
-                base = config_from_dict(tables)
+                base, _ = load_config_file(config_file)  # the [run] table is for pipelines/curation_job.py
             except ValueError as exc:
-                raise typer.BadParameter(f"{config_file}: {exc}", param_hint="--config") from exc
+                raise typer.BadParameter(str(exc), param_hint="--config") from exc
 
         def given(**kw) -> dict:
             return {k: v for k, v in kw.items() if v is not None}

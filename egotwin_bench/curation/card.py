@@ -26,6 +26,7 @@ def card_dict(reports: list[dict], splits: dict[str, list[str]], config: dict, v
         a = np.asarray(x)
         return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "max": float(a.max())}
 
+    filters = config.get("filters", {})
     return {
         "toolkit_version": version,
         "sequences": {"total": len(reports), "ok": len(ok), "skipped": len(reports) - len(ok)},
@@ -37,8 +38,9 @@ def card_dict(reports: list[dict], splits: dict[str, list[str]], config: dict, v
         "drop_reasons": dict(sorted(drops.items())),
         "alignment_residual_m": stats(res_m),
         "alignment_residual_deg": stats(res_deg),
+        "trajectory_quality_filter": bool(filters.get("min_trajectory_quality", 0.0) > 0),
         "per_sequence": [
-            {k: r.get(k) for k in ("sequence_id", "split", "status", "reason", "clips")}
+            {k: r.get(k) for k in ("sequence_id", "split", "status", "reason", "clips", "notes")}
             | {"residual_m": (r.get("alignment") or {}).get("residual_m"),
                "residual_deg": (r.get("alignment") or {}).get("residual_deg")}
             for r in reports
@@ -66,15 +68,35 @@ def card_markdown(card: dict) -> str:
     lines += [f"- `{k}`: {v}" for k, v in card["skip_reasons"].items()] or ["- none"]
     lines += ["", "## Dropped clip candidates by reason", ""]
     lines += [f"- `{k}`: {v}" for k, v in card["drop_reasons"].items()] or ["- none"]
+    lines += ["", "## Filters", ""] + _filter_lines(card["config"])
     m, d = card["alignment_residual_m"], card["alignment_residual_deg"]
     if m:
         lines += ["", "## Hand-eye alignment residual (RMS per sequence)", "",
                   f"- translation: median {m['median'] * 100:.2f} cm, p90 {m['p90'] * 100:.2f} cm, max {m['max'] * 100:.2f} cm",
                   f"- rotation: median {d['median']:.2f}°, p90 {d['p90']:.2f}°, max {d['max']:.2f}°"]
-    lines += ["", "## Sequences", "", "| sequence | split | status | clips | reason |", "|---|---|---|---:|---|"]
+    lines += ["", "## Sequences", "", "| sequence | split | status | clips | reason / notes |", "|---|---|---|---:|---|"]
     for r in card["per_sequence"]:
-        lines.append(f"| {r['sequence_id']} | {r['split'] or ''} | {r['status']} | {r['clips']} | {r['reason'] or ''} |")
+        remarks = "; ".join(([r["reason"]] if r["reason"] else []) + list(r.get("notes") or []))
+        lines.append(f"| {r['sequence_id']} | {r['split'] or ''} | {r['status']} | {r['clips']} | {remarks} |")
     return "\n".join(lines) + "\n"
+
+
+def _filter_lines(config: dict) -> list[str]:
+    """The thresholds of the run, as Markdown bullets (empty when the config is not recorded)."""
+    f, a = config.get("filters"), config.get("alignment")
+    if not f or not a:
+        return ["- (configuration not recorded)"]
+    quality = (f"drop clips with an MPS `quality_score` below {f['min_trajectory_quality']}"
+               if f["min_trajectory_quality"] > 0 else
+               "**off** (`min_trajectory_quality` = 0, the default: MPS closed-loop poses carry no per-pose score "
+               "in every release)")
+    return [
+        f"- alignment residual: sequences above {a['max_residual_m']} m or {a['max_residual_deg']}° RMS are rejected",
+        f"- trajectory gap: clips with an MPS gap over {f['max_trajectory_gap_s']} s are dropped",
+        f"- trajectory quality: {quality}",
+        f"- static clip: clips where no segment moves {f['static_max_displacement_m']} m are dropped",
+        "- NaN: clips touching Xsens frames with NaN/inf values are dropped",
+    ]
 
 
 def write_card(out_dir, card: dict) -> None:

@@ -6,10 +6,14 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from egotwin_bench import __version__
 from egotwin_bench.curation.alignment import AlignmentConfig
+from egotwin_bench.curation.shards import SCHEMA_VERSION
 from egotwin_bench.curation.splits import SplitConfig
 from egotwin_bench.curation.undistort import PinholeView
+from egotwin_bench.curation.video import VideoConfig
 from egotwin_bench.curation.windows import WindowPolicy
 
 
@@ -19,7 +23,8 @@ class FilterConfig:
     """A clip whose MPS poses leave a gap longer than this is dropped ("trajectory_gap")."""
     min_trajectory_quality: float = 0.0
     """Drop a clip if any MPS pose in it has `quality_score` below this ("trajectory_quality");
-    0 disables (MPS closed-loop poses carry no per-pose score in every release)."""
+    0 (the default) disables the filter: MPS closed-loop poses carry no per-pose score in every
+    release. The dataset card says whether it was on."""
     max_frame_offset_s: float | None = None
     """Largest |capture time - clip time| of a video frame; None: half the median RGB frame
     interval + 2 ms. Larger means a dropped camera frame ("rgb_frame_missing")."""
@@ -35,6 +40,7 @@ class CurationConfig:
     view: PinholeView = field(default_factory=PinholeView)
     filters: FilterConfig = field(default_factory=FilterConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     rgb_source: str = "vrs"
     """"vrs" uses data.vrs when present, else the exported recording; "exported" the opposite."""
 
@@ -42,16 +48,19 @@ class CurationConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes a sequence's clips (not the split seed)."""
+        """Hash of everything that changes a sequence's clips: the config without the split
+        (splits are rewritten in place), the toolkit `__version__` and the shard `SCHEMA_VERSION`
+        (new code or a new schema redoes every sequence). 16 hex digits."""
         d = self.to_dict()
         d.pop("splits")
+        d["_code"] = {"toolkit_version": __version__, "schema": SCHEMA_VERSION}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def config_from_dict(d: dict) -> CurationConfig:
     """Build a `CurationConfig` from nested dicts (a TOML file's tables); unknown keys raise."""
     sections = {"windows": WindowPolicy, "alignment": AlignmentConfig, "view": PinholeView,
-                "filters": FilterConfig, "splits": SplitConfig}
+                "filters": FilterConfig, "splits": SplitConfig, "video": VideoConfig}
     kwargs = {}
     for key, value in d.items():
         if key in sections:
@@ -66,3 +75,22 @@ def config_from_dict(d: dict) -> CurationConfig:
         else:
             raise ValueError(f"unknown curation config key {key!r}; known: {sorted(sections) + ['rgb_source']}")
     return CurationConfig(**kwargs)
+
+
+def load_config_file(path: str | Path) -> tuple[CurationConfig, dict]:
+    """A TOML file as pipelines/curation.toml -> (its `CurationConfig`, its ``[run]`` table or {}).
+
+    Raises ValueError (naming the file) for unknown keys or tables and for invalid TOML.
+    """
+    import tomllib
+
+    path = Path(path)
+    try:
+        tables = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from exc
+    run = tables.pop("run", {})
+    try:
+        return config_from_dict(tables), run
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc

@@ -5,7 +5,10 @@ reason ``"<code>: <detail>"`` (codes in `SKIP_CODES`), and per-clip filters are 
 ``drops``. Steps: read (layout, Xsens with repairs, MPS, RGB, narration) -> common time span
 -> hand-eye alignment (reject above the residual threshold) -> clip windows -> per clip:
 motion resampled to 16 FPS, camera poses, hand visibility, filters -> one ordered decoding
-pass over the needed RGB frames, undistorted with the cached table -> H.264 -> rows.
+pass over the needed RGB frames, undistorted with the cached table -> H.264 -> rows. A decoder
+failure part-way (a truncated MP4, a corrupt VRS record) keeps the clips whose frames all
+decoded and counts the others as "rgb_frame_missing" (the error is in the report's `notes`).
+A sequence that ends not ok leaves no shard: a shard of an earlier run is deleted.
 
 Camera poses: ``T_xworld_camera = Y · T_mworld_device(t) · T_device_camera`` with Y from the
 hand-eye solve, the MPS pose interpolated at the *capture time of the RGB frame shown* (the
@@ -23,6 +26,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -30,13 +34,13 @@ from egotwin_bench.constants import MOTION_FPS, MOTION_FRAMES, VIDEO_FPS, VIDEO_
 from egotwin_bench.curation.alignment import AlignmentError, HandEyeResult, solve_hand_eye
 from egotwin_bench.curation.config import CurationConfig
 from egotwin_bench.curation.shards import atomic_write_table, rows_to_table
-from egotwin_bench.curation.trajectory import interpolate_poses, max_gap_ns
+from egotwin_bench.curation.trajectory import CLOCK_ROUNDING_NS, interpolate_poses, max_gap_ns
 from egotwin_bench.curation.undistort import RemapTable, remap_table, undistort
 from egotwin_bench.curation.video import encode_mp4
 from egotwin_bench.curation.visibility import hand_visibility
 from egotwin_bench.curation.windows import ClipWindow, clip_windows
 from egotwin_bench.geometry import make_transform
-from egotwin_bench.motion.resample import frame_times_ns, resample
+from egotwin_bench.motion.resampling import frame_times_ns, resample
 from egotwin_bench.nymeria import layout as L
 from egotwin_bench.nymeria.clock import ClockError
 from egotwin_bench.nymeria.mps import Trajectory, TrajectoryError, load_closed_loop_trajectory
@@ -55,12 +59,20 @@ SKIP_CODES: dict[str, str] = {
     "alignment": "hand-eye problem degenerate",
     "alignment_residual": "hand-eye residual above the threshold",
     "no_clips": "every candidate clip was filtered out (see drops)",
-    "error": "an unexpected exception (a bug or unforeseen bad data); the traceback is in the report",
+    "error": "an unexpected exception (a bug or unforeseen bad data; the traceback is in the report), or a "
+             "Ray worker that crashed on every attempt; retried by the next run",
 }
-DROP_CODES: tuple[str, ...] = (
-    "empty_text", "narration_too_short", "overlap", "outside_data", "rgb_frame_missing",
-    "trajectory_gap", "trajectory_quality", "nan", "static_clip", "undistortion",
-)
+DROP_CODES: dict[str, str] = {
+    "empty_text": "the narration's text column is empty",
+    "narration_too_short": "narration window shorter than `min_narration_s`",
+    "overlap": "no 5 s placement without overlapping the previous clip",
+    "outside_data": "no 5 s placement inside the span where Xsens, MPS and RGB all have data",
+    "rgb_frame_missing": "a video frame is missing (dropped camera frame) or did not decode",
+    "trajectory_gap": "the MPS trajectory has a gap longer than `max_trajectory_gap_s` in the clip",
+    "trajectory_quality": "an MPS pose below `min_trajectory_quality` (off by default)",
+    "nan": "the clip touches Xsens frames with NaN/inf values (or its poses are not finite)",
+    "static_clip": "no segment moves more than `static_max_displacement_m`",
+}
 
 
 class Skip(Exception):
@@ -81,6 +93,8 @@ class SequenceReport:
     clip_ids: list[str] = field(default_factory=list)
     drops: dict[str, int] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Non-fatal remarks: an assumed Xsens frame rate, NaN frames kept, a decoder failure."""
     alignment: dict | None = None
     rgb_source: str | None = None
     decoded_frames: int = 0
@@ -130,8 +144,11 @@ def align(xsens: XsensMotion, traj: Trajectory, rgb: RgbStream, span: tuple[int,
     if ok.sum() < config.alignment.min_samples:
         raise Skip("trajectory", "the MPS trajectory has gaps over nearly the whole sequence")
     p, R = resample(xsens.positions, xsens.rotations, xsens.timestamps_ns, hz, span[0], n)
+    ok &= np.isfinite(p[:, HEAD]).all(axis=-1) & np.isfinite(R[:, HEAD]).all(axis=(-2, -1))  # NaN Xsens frames
+    if ok.sum() < config.alignment.min_samples:
+        raise Skip("xsens", "the head segment is NaN over nearly the whole sequence")
     A = make_transform(R[ok, HEAD], p[ok, HEAD])
-    B = interpolate_poses(traj.timestamps_ns, traj.T_world_device, dev[ok])
+    B = interpolate_poses(traj.timestamps_ns, traj.T_world_device, dev[ok], CLOCK_ROUNDING_NS)
     try:
         return solve_hand_eye(A, B, config.alignment)
     except AlignmentError as exc:
@@ -158,14 +175,18 @@ def _plan_clip(
     offset = np.abs(cap - dev)
     if offset.max() > frame_tol_ns or np.unique(idx).size < VIDEO_FRAMES:
         return "rgb_frame_missing"
-    if max_gap_ns(traj.timestamps_ns, int(min(cap[0], dev[0])), int(max(cap[-1], dev[-1]))) > f.max_trajectory_gap_s * 1e9:
+    gap = max_gap_ns(traj.timestamps_ns, int(min(cap[0], dev[0])), int(max(cap[-1], dev[-1])), CLOCK_ROUNDING_NS)
+    if gap > f.max_trajectory_gap_s * 1e9:
         return "trajectory_gap"
     if f.min_trajectory_quality > 0:
         lo, hi = np.searchsorted(traj.timestamps_ns, [cap[0], cap[-1]])
         if np.nanmin(traj.quality[max(lo - 1, 0) : hi + 1]) < f.min_trajectory_quality:
             return "trajectory_quality"
+    motion_t = frame_times_ns(w.t0_ns, MOTION_FPS, MOTION_FRAMES)
+    if xsens.nonfinite_between(int(motion_t[0]), int(motion_t[-1])):
+        return "nan"
     positions, rotations = resample(xsens.positions, xsens.rotations, xsens.timestamps_ns, MOTION_FPS, w.t0_ns, MOTION_FRAMES)
-    T_mworld_device = interpolate_poses(traj.timestamps_ns, traj.T_world_device, cap)
+    T_mworld_device = interpolate_poses(traj.timestamps_ns, traj.T_world_device, cap, CLOCK_ROUNDING_NS)
     camera_poses = he.T_xworld_mworld @ T_mworld_device @ table.T_device_camera
     if not (np.isfinite(positions).all() and np.isfinite(rotations).all() and np.isfinite(camera_poses).all()):
         return "nan"
@@ -189,6 +210,8 @@ def curate_sequence(seq_dir: str | Path, out_dir: str | Path, config: CurationCo
         report.status, report.clips, report.clip_ids = "skipped", 0, []
         report.reason = f"error: {type(exc).__name__}: {exc}"
         report.traceback = traceback.format_exc()
+    if report.status != "ok":  # a shard of an earlier run (other config, other code) must not linger
+        shard_path(out_dir, report.sequence_id).unlink(missing_ok=True)
     report.seconds = round(time.perf_counter() - t_start, 3)
     return report
 
@@ -210,6 +233,7 @@ def _curate(seq_dir: Path, out_dir: Path, config: CurationConfig, report: Sequen
     except XsensError as exc:
         raise Skip("xsens", str(exc)) from exc
     report.repairs = list(xsens.repairs)
+    report.notes = list(xsens.notes)
     try:
         traj = load_closed_loop_trajectory(seq.path(L.CLOSED_LOOP))
     except (TrajectoryError, RuntimeError) as exc:
@@ -261,46 +285,67 @@ def _curate(seq_dir: Path, out_dir: Path, config: CurationConfig, report: Sequen
     if not planned:
         raise Skip("no_clips", f"{len(windows)} windows, all dropped: {report.drops}")
 
-    rows = _render(seq, planned, rgb, table, he, T_head_camera, config, report)
+    rows, decode_error = _render(seq, planned, rgb, table, he, T_head_camera, config, report)
+    if decode_error is not None:
+        lost = len(planned) - len(rows)
+        report.drops["rgb_frame_missing"] = report.drops.get("rgb_frame_missing", 0) + lost
+        report.drops = dict(sorted(report.drops.items()))
+        report.notes.append(f"RGB decoding stopped early ({decode_error}); {lost} clip(s) lacking frames "
+                            "counted as rgb_frame_missing")
+        if not rows:
+            raise Skip("no_clips", f"{len(windows)} windows, all dropped: {report.drops}; decoding stopped early "
+                       f"({decode_error})")
     atomic_write_table(rows_to_table(rows), shard_path(out_dir, seq.sequence_id))
     report.clips = len(rows)
     report.clip_ids = [r["clip_id"] for r in rows]
 
 
-def _render(seq, planned, rgb, table, he, T_head_camera, config, report) -> list[dict]:
-    """Decode each needed frame once, in order; undistort; encode clips as they complete."""
+def _render(
+    seq: L.SequenceLayout, planned: list[_PlannedClip], rgb: RgbStream, table: RemapTable, he: HandEyeResult,
+    T_head_camera: np.ndarray, config: CurationConfig, report: SequenceReport,
+) -> tuple[list[dict], str | None]:
+    """Decode each needed frame once, in order; undistort; encode clips as they complete.
+
+    Returns the rows of the clips whose 41 frames all decoded (in `planned` order) and the
+    decoder's error if decoding stopped early (else None).
+    """
     text_source = f"{config.windows.narration_file}:{config.windows.text_column}"
     users: dict[int, list[tuple[_PlannedClip, int]]] = {}
     for clip in planned:
         for slot, i in enumerate(clip.frame_indices):
             users.setdefault(int(i), []).append((clip, slot))
     done: dict[int, Future] = {}
+    errors: list[str] = []
     # Encoding (x264, releases the GIL) runs in a helper thread while the next frames decode.
     with ThreadPoolExecutor(max_workers=1) as encoder:
-        for i, raw in _frames_or_skip(rgb, sorted(users)):
+        for i, raw in _decode_until_error(rgb, sorted(users), errors):
             frame = undistort(raw, table)
             report.decoded_frames += 1
             for clip, slot in users[i]:
                 clip.frames[slot] = frame
                 if len(clip.frames) == VIDEO_FRAMES:
-                    done[id(clip)] = encoder.submit(_row, seq, clip, table, he, T_head_camera, report.split, text_source)
-        missing = [c for c in planned if id(c) not in done]
-        if missing:
-            raise Skip("rgb", f"the video ended early: {len(missing)} clips lack frames")
-        return [done[id(c)].result() for c in planned]
+                    done[id(clip)] = encoder.submit(_row, seq, clip, table, he, T_head_camera, report.split,
+                                                    text_source, config)
+        rows = [done[id(c)].result() for c in planned if id(c) in done]
+    for clip in planned:
+        clip.frames = {}
+    return rows, (errors[0] if errors else None)
 
 
-def _frames_or_skip(rgb: RgbStream, indices: list[int]):
-    """`rgb.iter_frames` with decoder failures (truncated or corrupt video) turned into a Skip."""
+def _decode_until_error(rgb: RgbStream, indices: Sequence[int], errors: list[str]) -> Iterator[tuple[int, np.ndarray]]:
+    """`rgb.iter_frames`, stopping quietly at a decoder failure (truncated or corrupt video) and
+    appending its description to `errors`; the frames decoded before it are kept."""
     try:
         yield from rgb.iter_frames(indices)
-    except Skip:
-        raise
-    except Exception as exc:  # noqa: BLE001 — PyAV / VRS raise their own error types
-        raise Skip("rgb", f"decoding failed ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # noqa: BLE001 — PyAV / VRS / our readers raise their own error types
+        errors.append(f"{type(exc).__name__}: {exc}")
 
 
-def _row(seq, clip: _PlannedClip, table: RemapTable, he: HandEyeResult, T_head_camera, split, text_source: str) -> dict:
+def _row(
+    seq: L.SequenceLayout, clip: _PlannedClip, table: RemapTable, he: HandEyeResult, T_head_camera: np.ndarray,
+    split: str | None, text_source: str, config: CurationConfig,
+) -> dict:
+    """One shard row (`shards.clip_schema`) of a clip whose 41 undistorted frames are in `clip.frames`."""
     video = np.stack([clip.frames[k] for k in range(VIDEO_FRAMES)])
     clip.frames = {}
     return {
@@ -312,7 +357,7 @@ def _row(seq, clip: _PlannedClip, table: RemapTable, he: HandEyeResult, T_head_c
         "t0_timecode_ns": int(clip.window.t0_ns),
         "text": clip.window.text,
         "text_source": text_source,
-        "video_mp4": encode_mp4(video),
+        "video_mp4": encode_mp4(video, crf=config.video.crf, preset=config.video.preset),
         "motion_positions": clip.positions,
         "motion_rotations": clip.rotations,
         "camera_poses": clip.camera_poses,

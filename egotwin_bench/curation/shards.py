@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,9 @@ ARRAY_SHAPES: dict[str, tuple[int, ...]] = {
     "T_head_camera": (4, 4),
     "hand_visible": (VIDEO_FRAMES, 2),
 }
+ROW_GROUP_SIZE: int = 16
+"""Rows per Parquet row group of a shard: a reader of one clip (`data.CuratedDataset`) reads
+one group (~16 MB of video), not the whole shard."""
 HEAVY_COLUMNS: tuple[str, ...] = ("video_mp4", "motion_positions", "motion_rotations", "camera_poses")
 """Columns left out of `manifest.parquet`."""
 
@@ -82,30 +85,35 @@ def column_array(table: pa.Table, name: str) -> np.ndarray:
     return col.flatten().to_numpy(zero_copy_only=False).reshape(len(table), *ARRAY_SHAPES[name])
 
 
-def atomic_write_table(table: pa.Table, path: str | Path, row_group_size: int = 16) -> None:
-    """Write Parquet to a temp file next to `path`, fsync, then rename over it."""
+def _atomic_replace(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Durably replace `path`: `write` fills a temp file next to it (``.<name>.tmp-<pid>``,
+    removed by `pipeline.remove_stale_temp_files` after a kill), which is fsynced, renamed over
+    `path`, and the folder fsynced so the rename survives a power loss."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
+        write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_table(table: pa.Table, path: str | Path, row_group_size: int = ROW_GROUP_SIZE) -> None:
+    """Write Parquet (zstd, `row_group_size` rows per group) atomically and durably to `path`."""
+    _atomic_replace(path, lambda tmp: pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd"))
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
-    """Same for a small text/JSON file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Same for a small text/JSON file (reports, splits, the card): UTF-8."""
+    _atomic_replace(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def read_shards(paths: Iterable[str | Path], columns: list[str] | None = None) -> pa.Table:

@@ -5,16 +5,31 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+CLOCK_ROUNDING_NS: int = 4
+"""Queries at most this far outside a trajectory are clamped onto its ends: TIME_CODE ->
+device -> TIME_CODE round trips through a `ClockMap` with drift round to whole ns and can land
+a few ns past the last pose. Anything further is a real gap and raises."""
 
-def interpolate_poses(times_ns: np.ndarray, T: np.ndarray, query_ns: np.ndarray) -> np.ndarray:
-    """(N,) increasing times, (N, 4, 4) poses -> (M, 4, 4) poses at `query_ns` (M,).
 
-    Queries outside [times[0], times[-1]] raise ValueError (no extrapolation).
-    """
+def clamp_to_range(times_ns: np.ndarray, query_ns: np.ndarray, tolerance_ns: int = 0) -> np.ndarray:
+    """(M,) int64 queries clamped onto [times[0], times[-1]] when within `tolerance_ns` of it;
+    raises ValueError for queries further outside (no extrapolation)."""
     times = np.asarray(times_ns, dtype=np.int64)
     q = np.asarray(query_ns, dtype=np.int64)
-    if q.size and (q.min() < times[0] or q.max() > times[-1]):
-        raise ValueError(f"query times [{q.min()}, {q.max()}] leave the trajectory [{times[0]}, {times[-1]}]")
+    if q.size and (q.min() < times[0] - tolerance_ns or q.max() > times[-1] + tolerance_ns):
+        raise ValueError(f"query times [{q.min()}, {q.max()}] leave the trajectory [{times[0]}, {times[-1]}] "
+                         f"by more than {tolerance_ns} ns")
+    return np.clip(q, times[0], times[-1])
+
+
+def interpolate_poses(times_ns: np.ndarray, T: np.ndarray, query_ns: np.ndarray, tolerance_ns: int = 0) -> np.ndarray:
+    """(N,) increasing times, (N, 4, 4) poses -> (M, 4, 4) poses at `query_ns` (M,).
+
+    Queries up to `tolerance_ns` outside [times[0], times[-1]] take the end pose; further
+    outside raise ValueError (no extrapolation).
+    """
+    times = np.asarray(times_ns, dtype=np.int64)
+    q = clamp_to_range(times, query_ns, tolerance_ns)
     i = np.clip(np.searchsorted(times, q, side="right") - 1, 0, times.size - 2)
     alpha = (q - times[i]).astype(np.float64) / (times[i + 1] - times[i]).astype(np.float64)
     Ra = Rotation.from_matrix(T[i, :3, :3])
@@ -27,10 +42,15 @@ def interpolate_poses(times_ns: np.ndarray, T: np.ndarray, query_ns: np.ndarray)
     return out
 
 
-def max_gap_ns(times_ns: np.ndarray, start_ns: int, end_ns: int) -> int:
-    """Largest time step of the trajectory samples that cover [start, end] (inf if uncovered)."""
+def max_gap_ns(times_ns: np.ndarray, start_ns: int, end_ns: int, tolerance_ns: int = 0) -> int:
+    """Largest time step of the trajectory samples that cover [start, end] (int64 max if they do
+    not cover it; ends up to `tolerance_ns` outside count as covered, see `clamp_to_range`)."""
     times = np.asarray(times_ns, dtype=np.int64)
-    if times.size < 2 or start_ns < times[0] or end_ns > times[-1]:
+    if times.size < 2:
+        return np.iinfo(np.int64).max
+    try:
+        start_ns, end_ns = clamp_to_range(times, np.array([start_ns, end_ns]), tolerance_ns)
+    except ValueError:
         return np.iinfo(np.int64).max
     lo = max(np.searchsorted(times, start_ns, side="right") - 1, 0)
     hi = min(np.searchsorted(times, end_ns, side="left"), times.size - 1)

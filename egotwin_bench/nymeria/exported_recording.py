@@ -41,6 +41,29 @@ TIMESTAMP_COLUMNS: tuple[str, str, str] = ("frame_index", "device_time_ns", "tim
 CALIBRATION_FORMAT = "egotwin-camera-calibration/1"
 
 
+_BT601_COLORSPACES: tuple[int, ...] = (2, 5, 6)
+"""FFmpeg AVColorSpace values decoded as BT.601: unspecified (what the writer leaves, and what
+swscale then assumes), BT470BG, SMPTE170M."""
+_LIMITED_RANGES: tuple[int, ...] = (0, 1)
+"""FFmpeg AVColorRange values of limited ("MPEG", 16-235) range: unspecified, MPEG."""
+
+
+def frame_to_rgb(frame) -> np.ndarray:
+    """A decoded PyAV video frame -> (H, W, 3) uint8 RGB.
+
+    BT.601 limited-range yuv420p with even sizes (what `ExportedRecordingWriter` writes) is
+    converted by OpenCV's ``COLOR_YUV2RGB_I420``, the inverse of the writer's own conversion and
+    ~10x faster than swscale's (0.3 vs ~2.5 ms per 704² frame; values differ from swscale's by
+    < 1 level on average). Any other format goes through swscale (``to_ndarray("rgb24")``).
+    """
+    import cv2
+
+    if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
+            and frame.colorspace in _BT601_COLORSPACES and frame.color_range in _LIMITED_RANGES):
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+    return frame.to_ndarray(format="rgb24")
+
+
 class ExportedRecordingError(ValueError):
     """An exported recording is missing, malformed or inconsistent."""
 
@@ -265,7 +288,7 @@ class ExportedRecording:
                 stream.thread_type = "AUTO"
                 for i, frame in enumerate(container.decode(stream)):
                     if i == wanted[k]:
-                        yield i, frame.to_ndarray(format="rgb24")
+                        yield i, frame_to_rgb(frame)
                         k += 1
                         if k == len(wanted):
                             return

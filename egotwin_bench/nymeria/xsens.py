@@ -1,20 +1,30 @@
 """Xsens body motion (`body/xdata.npz`) with Nymeria's two known repairs.
 
 The file holds ``segment_tXYZ`` (F, 69) metres, ``segment_qWXYZ`` (F, 92) world rotations as
-w,x,y,z quaternions, ``timestamps_us`` (F,) in the Aria TIME_CODE domain, ``framerate`` (240).
+w,x,y,z quaternions, ``timestamps_us`` (F,) in the Aria TIME_CODE domain, and scalars (0-d or
+(1,) arrays) ``frameRate`` (240; older exports and our first synthetic writer: ``framerate``)
+and ``frameCount`` (F). Without a frame rate 240 Hz is assumed and the assumption is recorded
+in `XsensMotion.notes` (and logged); a ``frameCount`` that disagrees with F is noted too.
 
 Repairs (as the public Nymeria tools do in `BodyDataProvider`):
 
-* **Irregular timestamps**: every frame step that differs from the nominal 1/240 s by more
-  than 1 ms is replaced by the nominal step; if the repaired clock then drifts more than 10 ms
+* **Irregular timestamps**: every frame step that differs from the nominal 1 / frame rate by
+  more than 1 ms is replaced by the nominal step; if the repaired clock then drifts more than 10 ms
   from the recorded one anywhere, the sequence is rejected (`XsensError`).
 * **Zero-norm quaternions** (norm < 0.1): the segment carries its previous frame's rotation
   (identity on frame 0).
+
+Non-finite values (NaN / inf positions or quaternions) are *kept* (after the quaternion repair,
+which leaves them alone): the sequence stays usable and the curation drops only the clips whose
+motion window reads such frames (`XsensMotion.nonfinite_between`, drop reason "nan"). Their
+count is in `notes`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +34,15 @@ from egotwin_bench.geometry import quat_wxyz_to_matrix
 from egotwin_bench.skeleton import NUM_SEGMENTS
 
 DT_TOLERANCE_US: float = 1000.0
-"""A frame step further than this from 1/240 s is replaced by the nominal step."""
+"""A frame step further than this from the nominal 1 / frame rate is replaced by the nominal step."""
 MAX_CLOCK_CORRECTION_US: float = 10_000.0
 """Reject the sequence when the repaired clock drifts more than this from the recorded one."""
 MIN_QUATERNION_NORM: float = 0.1
+FRAME_RATE_KEYS: tuple[str, ...] = ("frameRate", "framerate")
+"""Keys of the frame rate in `xdata.npz`, in the order tried (public Nymeria first)."""
+FRAME_COUNT_KEY: str = "frameCount"
+
+_log = logging.getLogger(__name__)
 
 
 class XsensError(ValueError):
@@ -46,10 +61,26 @@ class XsensMotion:
     """(F,) int64, TIME_CODE nanoseconds (repaired)."""
     repairs: list[str] = field(default_factory=list)
     """Human-readable notes of what was repaired (empty if nothing)."""
+    notes: list[str] = field(default_factory=list)
+    """Remarks that are not repairs: an assumed frame rate, a disagreeing frameCount, frames
+    with non-finite values (kept; see the module docstring)."""
 
     @property
     def num_frames(self) -> int:
         return int(self.timestamps_ns.shape[0])
+
+    @cached_property
+    def _nonfinite_before(self) -> np.ndarray:
+        """(F + 1,) int64: number of frames with a NaN/inf value among frames [0, i)."""
+        bad = ~(np.isfinite(self.positions).all(axis=(1, 2)) & np.isfinite(self.rotations).all(axis=(1, 2, 3)))
+        return np.concatenate([[0], np.cumsum(bad)])
+
+    def nonfinite_between(self, t0_ns: int, t1_ns: int) -> int:
+        """Number of NaN/inf frames among those an interpolation over [t0, t1] (TIME_CODE ns)
+        reads: every frame inside, plus the frames just before t0 and just after t1."""
+        lo = max(int(np.searchsorted(self.timestamps_ns, t0_ns, side="right")) - 1, 0)
+        hi = min(int(np.searchsorted(self.timestamps_ns, t1_ns, side="left")), self.num_frames - 1)
+        return int(self._nonfinite_before[hi + 1] - self._nonfinite_before[lo]) if hi >= lo else 0
 
 
 def repair_timestamps(timestamps_us: np.ndarray, fps: float = XSENS_FPS) -> tuple[np.ndarray, int, float]:
@@ -87,9 +118,32 @@ def repair_quaternions(q: np.ndarray) -> tuple[np.ndarray, int]:
     return q, count
 
 
+def _scalar(data, key: str, path: Path) -> float:
+    """A 0-d or (1,) numeric array of the npz as a float."""
+    value = np.asarray(data[key])
+    if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+        raise XsensError(f"{path}: '{key}' must be one number (0-d or (1,)), got {value.dtype} {value.shape}")
+    return float(value.reshape(()))
+
+
+def _frame_rate(data, path: Path, notes: list[str]) -> float:
+    """Frame rate in Hz from `FRAME_RATE_KEYS`, else `XSENS_FPS` with a note and a log warning."""
+    for key in FRAME_RATE_KEYS:
+        if key in data.files:
+            fps = _scalar(data, key, path)
+            if not (np.isfinite(fps) and fps > 0):
+                raise XsensError(f"{path}: '{key}' = {fps} is not a positive frame rate")
+            return fps
+    note = f"no {' / '.join(FRAME_RATE_KEYS)} in xdata.npz: assumed {XSENS_FPS} Hz"
+    notes.append(note)
+    _log.warning("%s: %s", path, note)
+    return float(XSENS_FPS)
+
+
 def load_xsens(path: str | Path) -> XsensMotion:
     """Read and repair `xdata.npz`; positions (F, 23, 3) m and rotations (F, 23, 3, 3), Z up."""
     path = Path(path)
+    notes: list[str] = []
     try:
         data = np.load(path)
     except (OSError, ValueError) as exc:
@@ -99,7 +153,8 @@ def load_xsens(path: str | Path) -> XsensMotion:
         if missing:
             raise XsensError(f"{path}: missing arrays {missing}")
         t_xyz, q_wxyz, t_us = data["segment_tXYZ"], data["segment_qWXYZ"], data["timestamps_us"]
-        fps = float(data["framerate"]) if "framerate" in data.files else float(XSENS_FPS)
+        fps = _frame_rate(data, path, notes)
+        frame_count = _scalar(data, FRAME_COUNT_KEY, path) if FRAME_COUNT_KEY in data.files else None
     frames = t_us.shape[0]
     if t_xyz.shape != (frames, NUM_SEGMENTS * 3) or q_wxyz.shape != (frames, NUM_SEGMENTS * 4):
         raise XsensError(
@@ -108,8 +163,10 @@ def load_xsens(path: str | Path) -> XsensMotion:
         )
     if frames < 2:
         raise XsensError(f"{path}: only {frames} frame(s)")
-    if not np.all(np.isfinite(t_xyz)) or not np.all(np.isfinite(q_wxyz)):
-        raise XsensError(f"{path}: NaN or infinite values in segment arrays")
+    if frame_count is not None and frame_count != frames:
+        notes.append(f"frameCount {frame_count:g} disagrees with the {frames} frames stored; used the {frames}")
+    if not np.all(np.isfinite(t_us)):
+        raise XsensError(f"{path}: non-finite timestamps_us")
     repairs: list[str] = []
     t_fixed, n_steps, drift = repair_timestamps(t_us, fps)
     if n_steps:
@@ -117,9 +174,14 @@ def load_xsens(path: str | Path) -> XsensMotion:
     q, n_quat = repair_quaternions(q_wxyz.reshape(frames, NUM_SEGMENTS, 4))
     if n_quat:
         repairs.append(f"replaced {n_quat} zero-norm Xsens quaternions by the previous frame's")
-    return XsensMotion(
+    motion = XsensMotion(
         positions=t_xyz.reshape(frames, NUM_SEGMENTS, 3).astype(np.float64),
         rotations=quat_wxyz_to_matrix(q),
         timestamps_ns=np.round(t_fixed * 1000.0).astype(np.int64),
         repairs=repairs,
+        notes=notes,
     )
+    bad = motion.nonfinite_between(int(motion.timestamps_ns[0]), int(motion.timestamps_ns[-1]))
+    if bad:
+        notes.append(f"{bad} of {frames} Xsens frames hold NaN/inf values (kept; clips touching them are dropped as 'nan')")
+    return motion
