@@ -26,7 +26,13 @@ import torch
 from egotwin_model.config import VIDEO_LATENT_FRAMES, EgoTwinConfig
 from egotwin_model.dit import EgoTwinDiT
 from egotwin_model.flops import dit_flops
-from egotwin_model.parallel import apply_activation_checkpointing, apply_compile, apply_fsdp, init_distributed
+from egotwin_model.parallel import (
+    apply_activation_checkpointing,
+    apply_compile,
+    apply_fsdp,
+    init_distributed,
+    use_tf32_matmuls,
+)
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
 
@@ -110,6 +116,8 @@ def main() -> None:
 
     info = init_distributed(args.device)
     device = info.device
+    if device.type == "cuda":
+        use_tf32_matmuls()  # as training does
     cfg = EgoTwinConfig.load(args.config)
     video_hw = cfg.dit.sample_height if args.config != "paper" else 60  # 480 / 8
     torch.manual_seed(0)

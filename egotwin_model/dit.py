@@ -325,7 +325,7 @@ class EgoTwinDiT(PretrainedMixin, nn.Module):
             h = self.proj_out(self.norm_out(self.norm_final(video_h), temb=emb))
             p = cfg.patch_size
             video_out = h.reshape(b, frames, height // p, width // p, -1, p, p)
-            video_out = video_out.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+            video_out = video_out.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, frames, -1, height, width)  # a copy, not a view
         return DiTOutput(video=video_out, motion=motion_out)
 
     def _fill_timesteps(self, text, video, motion, t_video, t_motion) -> tuple[torch.Tensor, torch.Tensor]:

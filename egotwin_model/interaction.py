@@ -156,10 +156,11 @@ def _cached_block(layout: TokenLayout, device: str):
 
 
 @lru_cache(maxsize=16)
-def _cached_merged(layout: TokenLayout, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from egotwin_model.merged_attention import split_dense_mask
+def _cached_merged(layout: TokenLayout, device: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(main_to_motion, motion_to_all, fused kernel name) of the merged backend."""
+    from egotwin_model.merged_attention import fused_kernel, split_dense_mask
 
-    return split_dense_mask(dense_mask(layout, device), layout.motion)
+    return (*split_dense_mask(dense_mask(layout, device), layout.motion), fused_kernel(device))
 
 
 @lru_cache(maxsize=2)
@@ -188,5 +189,5 @@ def joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask_spec
         return _flex_attention(q.is_cuda)(q, k, v, block_mask=masks)
     from egotwin_model.merged_attention import merged_masked_attention
 
-    main_to_motion, motion_to_all = masks
-    return merged_masked_attention(q, k, v, main_to_motion, motion_to_all)
+    main_to_motion, motion_to_all, kernel = masks
+    return merged_masked_attention(q, k, v, main_to_motion, motion_to_all, kernel=kernel)

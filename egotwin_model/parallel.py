@@ -4,6 +4,7 @@ The same code path serves one CPU process (gloo, world size 1: the tiny config i
 and N GPUs under ``torchrun`` (NCCL):
 
 * `init_distributed` — process group from torchrun's environment, or a world of one;
+* `use_tf32_matmuls` — TF32 for the few fp32 products left under bf16 mixed precision;
 * `apply_activation_checkpointing` — wrap each transformer block;
 * `apply_compile` — ``torch.compile`` each block (FlexAttention is compiled inside);
 * `apply_fsdp` — FSDP2 ``fully_shard`` per block, then the root, bf16 params / fp32 reductions;
@@ -63,6 +64,19 @@ def init_distributed(device: str | None = None) -> DistInfo:
         dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world,
                                 device_id=dev if use_cuda else None)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
+
+
+def use_tf32_matmuls() -> None:
+    """Let fp32 matrix products use TF32 tensor cores (CUDA training and benchmarks).
+
+    Under bf16 mixed precision the only fp32 products left are small ones (the masked attention's
+    dense parts, losses) whose inputs are bf16, so TF32 (10 mantissa bits) loses nothing there.
+    """
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; mixing it with the legacy flags is an error
+        matmul.fp32_precision = "tf32"
+    else:
+        torch.set_float32_matmul_precision("high")
 
 
 def apply_activation_checkpointing(blocks: nn.ModuleList, every: int = 1) -> None:

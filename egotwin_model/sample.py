@@ -231,8 +231,9 @@ def write_submission(run_dir: str | Path, reference: str | Path, out: str | Path
         else:
             video_cond = torch.cat([first, first.new_zeros(len(batch), VIDEO_LATENT_FRAMES - 1, *first.shape[2:])], dim=1)
         motion_cond = sampler.motion_latents(positions, rotations)
-        if lv != first.shape[-1]:
-            raise ValueError(f"video latents are {first.shape[-1]} wide but the DiT expects {lv}")
+        if tuple(first.shape[-2:]) != (lv, lv):  # square clips: latent side = the config's sample_height
+            raise ValueError(f"video latents are {tuple(first.shape[-2:])} but the DiT expects ({lv}, {lv}); "
+                             "the reference clips' resolution does not match the run's config")
         video, motion = sampler.sample(sc.task, text, video_cond, motion_cond, steps, scales, generator)
         if sc.task != "tv2m":
             videos = sampler.video_vae.decode(video)

@@ -77,7 +77,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     ac_every: int = 0
-    """Under torchrun: activation checkpointing of every k-th DiT block (0: off)."""
+    """FSDP2 runs (torchrun or CUDA): activation checkpointing of every k-th DiT block (0: off)."""
+    compile: bool = False
+    """FSDP2 runs (torchrun or CUDA): ``torch.compile`` each DiT block (`parallel.apply_compile`)."""
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -170,10 +172,13 @@ def encoders_dir(run_dir: Path, settings: RunSettings) -> Path:
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """All random states a step consumes, JSON-able (torch ones base64)."""
     b64 = lambda t: base64.b64encode(t.numpy().tobytes()).decode()  # noqa: E731
-    return {
+    state = {
         "torch": b64(torch.get_rng_state()), "generator": b64(generator.get_state()),
         "numpy": np.random.get_state(legacy=False), "python": random.getstate(),
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [b64(s) for s in torch.cuda.get_rng_state_all()]
+    return state
 
 
 def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
@@ -185,6 +190,8 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     np.random.set_state(np_state)
     v, internal, gauss = state["python"]
     random.setstate((v, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([unb64(s) for s in state["cuda"]])
 
 
 def _json_safe(obj: Any) -> Any:
@@ -403,17 +410,20 @@ def launched_by_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def parallelize(stage: Stage, info, tc: TrainConfig, ac_every: int = 0) -> None:
+def parallelize(stage: Stage, info, tc: TrainConfig) -> None:
     """FSDP2 (`egotwin_model.parallel.apply_fsdp`): shard `stage.blocks` one by one, then the root.
 
     bf16 compute / fp32 master weights on CUDA, fp32 on CPU; activation checkpointing of every
-    `ac_every`-th block (0: off).
+    `tc.ac_every`-th block (0: off), then ``torch.compile`` per block if `tc.compile` (the order
+    of torchtitan: AC wrapper inside the compiled unit, FSDP outside).
     """
-    from egotwin_model.parallel import apply_activation_checkpointing, apply_fsdp
+    from egotwin_model.parallel import apply_activation_checkpointing, apply_compile, apply_fsdp
 
     blocks = [stage.blocks] if stage.blocks is not None else []
-    if ac_every and blocks:
-        apply_activation_checkpointing(stage.blocks, every=ac_every)
+    if tc.ac_every and blocks:
+        apply_activation_checkpointing(stage.blocks, every=tc.ac_every)
+    if tc.compile and blocks:
+        apply_compile(stage.blocks)
     dtype = torch.bfloat16 if info.device.type == "cuda" else torch.float32
     apply_fsdp(stage.model, blocks, info, param_dtype=dtype)
 
@@ -549,6 +559,10 @@ def load_train_frames(dataset: str | Path, size: int, progress: bool = True) -> 
     return torch.stack(out)
 
 
+SCALING_CLIPS = 32
+"""Train clips whose latents set the tiny video VAE's ``scaling_factor``."""
+
+
 def build_video_vae_stage(run_dir: Path, dataset: str | Path, config: EgoTwinConfig, progress: bool = True,
                           kl_weight: float = 1e-6) -> Stage:
     """Tiny CogVideoX VAE on random `VIDEO_VAE_WINDOW`-frame windows: MSE + kl_weight x KL.
@@ -573,16 +587,17 @@ def build_video_vae_stage(run_dir: Path, dataset: str | Path, config: EgoTwinCon
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
         recon = vae.decode(z).sample
         mse = torch.nn.functional.mse_loss(recon, x)
-        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        # per-element KL to N(0, I) (diffusers' `kl()` sums only dims 1-3 of a 5-D latent)
+        kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
         return mse + kl_weight * kl, {"mse": mse.detach(), "kl": kl.detach()}
 
     def finalize() -> None:
         import shutil
 
         vae.eval()
-        with torch.no_grad():
+        with torch.no_grad():  # latent std over (up to) SCALING_CLIPS train clips
             z = torch.cat([vae.encode(frames[i:i + 2].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).latent_dist.mean
-                           for i in range(0, min(len(frames), 4), 2)])
+                           for i in range(0, min(len(frames), SCALING_CLIPS), 2)])
         vae.register_to_config(scaling_factor=float(1.0 / z.std().clamp_min(1e-6)))
         target = Path(run_dir) / "encoders" / "vae"
         tmp = target.with_name("vae.tmp")
@@ -697,6 +712,13 @@ def freeze_text_branch(dit: nn.Module) -> tuple[tuple[str, ...], Callable[[nn.Mo
     return (TIME_EMBEDDING_WEIGHT,), zero_video_columns
 
 
+def drop_text(text_emb: torch.Tensor, null_text: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Classifier-free-guidance dropout: each row of `text_emb` (B, Lt, Dt) becomes `null_text`
+    (Lt, Dt), the empty prompt's embedding, with probability `p` (paper §3.3: 0.1 in stages 2, 3)."""
+    drop = torch.rand(text_emb.shape[0], generator=generator, device=generator.device).to(text_emb.device) < p
+    return torch.where(drop[:, None, None], null_text[None].to(text_emb.dtype), text_emb)
+
+
 def build_diffusion_stage(stage: str, run_dir: Path, config: EgoTwinConfig, settings: RunSettings,
                           tc: TrainConfig) -> Stage:
     """Stage t2m (text + motion, text branch frozen) or joint (text + video + motion, all trained).
@@ -732,8 +754,7 @@ def build_diffusion_stage(stage: str, run_dir: Path, config: EgoTwinConfig, sett
 
     def loss(b: dict[str, torch.Tensor], gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = b["text_emb"].shape[0]
-        drop = torch.rand(n, generator=gen, device=gen.device).to(device) < tc.text_dropout
-        text = torch.where(drop[:, None, None], null_text[None], b["text_emb"])
+        text = drop_text(b["text_emb"], null_text, tc.text_dropout, gen)
         zm = motion_latents(motion_vae, scale, b["motion"], gen)
         t_v, t_m = diffusion.sample_timesteps(n, config.dit.asynchronous, T, generator=gen, device=gen.device)
         t_v, t_m = t_v.to(device), t_m.to(device)
@@ -810,17 +831,19 @@ def run_stage(stage: str, run_dir: str | Path, settings: RunSettings | None = No
     """Open/check RUN_DIR, build `stage` and train it to `max_steps` (resuming); returns the log.
 
     Stages vae/t2m/joint build RUN_DIR/cache from `dataset` first if it is missing. Under
-    ``torchrun`` the process group is joined (`egotwin_model.parallel.init_distributed`) and
-    the t2m/joint DiT is sharded with FSDP2 (`parallelize`); rank 0 alone writes cache and logs.
+    ``torchrun``, and on CUDA (a world of one without torchrun), the process group is joined
+    (`egotwin_model.parallel.init_distributed`) and the t2m/joint DiT is sharded with FSDP2 in
+    bf16 (`parallelize`); rank 0 alone writes cache and logs. A plain CPU process trains in fp32
+    without FSDP (`tests/test_train.py` covers the FSDP2 path on CPU too).
     """
     import torch.distributed as dist
 
-    from egotwin_model.parallel import init_distributed
+    from egotwin_model.parallel import init_distributed, use_tf32_matmuls
 
     settings = open_run(run_dir, settings)
     tc = train_config(stage, settings.model_config(), **overrides)
     info = None
-    if launched_by_torchrun():
+    if launched_by_torchrun() or tc.device.startswith("cuda"):
         info = init_distributed(tc.device)
         tc = dataclasses.replace(tc, device=str(info.device))
         if info.world_size > 1 and stage in ("video-vae", "vae"):
@@ -833,7 +856,9 @@ def run_stage(stage: str, run_dir: str | Path, settings: RunSettings | None = No
             dist.barrier()
     built = build_stage(stage, run_dir, settings, tc, dataset, progress)
     if info is not None and stage in ("t2m", "joint"):
-        parallelize(built, info, tc, tc.ac_every)
+        if info.device.type == "cuda":
+            use_tf32_matmuls()
+        parallelize(built, info, tc)
     return train(built, tc, run_dir, progress, info)
 
 

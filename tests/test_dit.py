@@ -306,6 +306,21 @@ def test_variant_names() -> None:
         paper.with_ablation("w/o everything")
 
 
+def block_inputs(model: EgoTwinDiT, block: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[tuple, dict]:
+    """The (args, kwargs) `block` receives when `model(**inputs)` runs (the DiT prepares them)."""
+    captured: list[tuple[tuple, dict]] = []
+
+    def hook(module, args, kwargs) -> None:  # returns None: the call's inputs stay as they are
+        captured.append((args, kwargs))
+
+    handle = block.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        model(**inputs)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
 @pytest.mark.parametrize("backend", ["dense", "merged"])
 def test_compiled_block_is_one_graph(tiny_cfg: DiTConfig, backend: str) -> None:
     """Masks are built outside the blocks, so `torch.compile` of a masked block (how training
@@ -315,17 +330,16 @@ def test_compiled_block_is_one_graph(tiny_cfg: DiTConfig, backend: str) -> None:
 
     torch.manual_seed(0)
     model = EgoTwinDiT(tiny_cfg, attention_backend=backend)
-    captured: dict[str, tuple] = {}
     block = model.transformer_blocks[0]
-    block.register_forward_pre_hook(lambda mod, args, kwargs: captured.setdefault("in", (args, kwargs)), with_kwargs=True)
-    inputs = _inputs(tiny_cfg)
-    model(**inputs)
-    args, kwargs = captured["in"]
+    args, kwargs = block_inputs(model, block, _inputs(tiny_cfg))
     dynamo.reset()
     explained = dynamo.explain(block)(*args, **kwargs)
     assert explained.graph_break_count == 0, [r.reason.splitlines()[0] for r in explained.break_reasons]
     assert explained.graph_count == 1
-    eager = block(*args, **kwargs)
-    compiled = torch.compile(block)(*args, **kwargs)
+    video = args[0].detach().requires_grad_()
+    eager = block(video, *args[1:], **kwargs)
+    compiled = torch.compile(block)(video, *args[1:], **kwargs)
     for a, b in zip(eager, compiled):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    grads = [torch.autograd.grad(out[0].square().sum() + out[2].square().sum(), video)[0] for out in (eager, compiled)]
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)

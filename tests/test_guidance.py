@@ -9,7 +9,7 @@ import torch
 
 from egotwin_model import diffusion
 from egotwin_model.config import MOTION_LATENTS, VIDEO_LATENT_FRAMES, DiffusionConfig, EgoTwinConfig, GuidanceConfig
-from egotwin_model.dit import EgoTwinDiT
+from egotwin_model.dit import DiTOutput, EgoTwinDiT
 from egotwin_model.guidance import (
     combine,
     guided_prediction,
@@ -213,3 +213,56 @@ def test_variant_sets_timesteps_and_guidance(variant: str) -> None:
     assert torch.equal(tv, tm) is (not asynchronous)
     counts = {task: len(passes(task, asynchronous)) for task in ("t2vm", "tm2v", "tv2m")}
     assert counts == ({"t2vm": 5, "tm2v": 3, "tv2m": 3} if asynchronous else {"t2vm": 2, "tm2v": 2, "tv2m": 2})
+
+
+def test_each_branch_is_guided_by_the_other_modalitys_scale() -> None:
+    """Distinct scales (w_t 6, w_v 2, w_m 5) on stub outputs: the video branch is guided by the
+    motion condition (w_m), the motion branch by the video condition (w_v) — eq. 3 / eq. 4."""
+    scales = GuidanceConfig(text_scale=6.0, video_scale=2.0, motion_scale=5.0)
+
+    def out(v: float, m: float) -> DiTOutput:
+        return DiTOutput(torch.tensor([v]), torch.tensor([m]))
+
+    t2vm = {"full": out(3.0, 30.0), "video_text": out(1.0, 0.0), "video_uncond": out(0.5, 0.0),
+            "motion_text": out(0.0, 10.0), "motion_uncond": out(0.0, 4.0)}
+    g = combine("t2vm", True, t2vm, scales)
+    assert g.video.item() == 0.5 + 6 * (1.0 - 0.5) + 5 * (3.0 - 1.0)
+    assert g.motion.item() == 4.0 + 6 * (10.0 - 4.0) + 2 * (30.0 - 10.0)
+    pair = {"full": out(3.0, 30.0), "text": out(1.0, 10.0), "uncond": out(0.5, 4.0)}
+    assert combine("tm2v", True, pair, scales).video.item() == 0.5 + 6 * 0.5 + 5 * 2.0  # motion condition: w_m
+    assert combine("tv2m", True, pair, scales).motion.item() == 4.0 + 6 * 6.0 + 2 * 20.0  # video condition: w_v
+    sync = {"cond": out(1.0, 10.0), "uncond": out(0.5, 4.0)}
+    g = combine("t2vm", False, sync, scales)  # w/o AD: vanilla CFG on the text only
+    assert (g.video.item(), g.motion.item()) == (0.5 + 6 * 0.5, 4.0 + 6 * 6.0)
+
+
+@pytest.mark.parametrize("task", ["t2vm", "tv2m"])
+def test_t2vm_and_tv2m_pass_inputs(task: str, alphas: torch.Tensor) -> None:
+    """Each pass's (text, video state, motion state, timesteps) as eq. 4 (and eq. 3 mirrored) read."""
+    cfg = EgoTwinConfig.load("tiny").dit
+    x = _latents(cfg)
+    plan = passes(task, True)
+    inputs = stack_passes(plan, text=x["text"], null_text=x["null_text"], video=x["video"], motion=x["motion"],
+                          t=torch.tensor([250, 250]), video_noise=x["video_noise"], motion_noise=x["motion_noise"],
+                          alphas=alphas, t_max=999)
+    n = len(plan)
+    texts, videos, motions = (inputs[k].chunk(n) for k in ("text", "video", "motion"))
+    tv, tm = inputs["t_video"].reshape(n, -1)[:, 0].tolist(), inputs["t_motion"].reshape(n, -1)[:, 0].tolist()
+    null = x["null_text"].expand_as(x["text"])
+    noised_v = torch.cat([x["video"][:, :1], x["video_noise"][:, 1:]], dim=1)
+    noised_m = torch.cat([x["motion"][:, :1], x["motion_noise"][:, 1:]], dim=1)
+    if task == "t2vm":
+        assert [p.name for p in plan] == ["full", "video_text", "video_uncond", "motion_text", "motion_uncond"]
+        assert tv == [250, 250, 250, 999, 999] and tm == [250, 999, 999, 250, 250]
+        expect_text = [x["text"], x["text"], null, x["text"], null]
+        expect_v = [x["video"], x["video"], x["video"], noised_v, noised_v]
+        expect_m = [x["motion"], noised_m, noised_m, x["motion"], x["motion"]]
+    else:  # the condition video enters clean (t = 0) or dropped (noise, t = T - 1)
+        assert [p.name for p in plan] == ["full", "text", "uncond"]
+        assert tv == [0, 999, 999] and tm == [250, 250, 250]
+        expect_text = [x["text"], x["text"], null]
+        expect_v = [x["video"], noised_v, noised_v]
+        expect_m = [x["motion"]] * 3
+    for got, want in zip((texts, videos, motions), (expect_text, expect_v, expect_m)):
+        for g, w in zip(got, want):
+            assert torch.equal(g, w)

@@ -85,6 +85,30 @@ def test_t2m_trains_only_the_motion_branch(tiny_run: Path) -> None:
     assert any(not torch.equal(v, start[k]) for k, v in trained.items() if _is_motion(k))
 
 
+def test_drop_text_rate_and_rows() -> None:
+    """Rows become the null prompt with probability p, and only whole rows."""
+    g = torch.Generator().manual_seed(0)
+    text, null = torch.randn(20_000, 3, 2, generator=g), torch.zeros(3, 2)
+    out = train_mod.drop_text(text, null, 0.1, g)
+    dropped = (out == 0).all(dim=(1, 2))
+    assert 0.09 < dropped.float().mean().item() < 0.11
+    assert torch.equal(out[~dropped], text[~dropped])
+    assert torch.equal(train_mod.drop_text(text, null, 0.0, g), text)
+
+
+@pytest.mark.parametrize("stage", ["t2m", "joint"])
+def test_diffusion_stages_drop_text_with_p_01(tiny_run: Path, stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stages 2 and 3 both apply the 10% text dropout (paper §3.3) in their loss."""
+    calls: list[float] = []
+    real = train_mod.drop_text
+    monkeypatch.setattr(train_mod, "drop_text", lambda t, n, p, g: calls.append(p) or real(t, n, p, g))
+    settings = open_run(tiny_run, None)
+    tc = train_config(stage, settings.model_config(), batch_size=2)
+    built = build_stage(stage, tiny_run, settings, tc)
+    built.loss(built.batch([0, 1]), torch.Generator().manual_seed(0))
+    assert calls == [0.1]
+
+
 class _Killed(RuntimeError):
     pass
 
@@ -166,6 +190,9 @@ def test_errors_say_what_to_run(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "--stage must be one of" in result.output
     result = CliRunner().invoke(app, ["train", "--stage", "t2m", "--run", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "start the run with --config" in result.output
+    result = CliRunner().invoke(app, ["train", "--stage", "vae", "--variant", "vidmld", "--run", str(tmp_path / "v")])
+    assert result.exit_code == 2 and "need --config" in result.output  # never silently the tiny config
+    assert not (tmp_path / "v").exists()
 
 
 def test_help_lists_the_demo_options() -> None:
@@ -202,3 +229,54 @@ def test_torchrun_two_ranks_fsdp2_trains_and_resumes(tiny_run: Path, tmp_path: P
     assert steps == [1, 2, 3, 4]
     weights = load_tensors(dit_path(run, "joint"))
     assert weights.keys() == load_tensors(dit_path(tiny_run, "joint")).keys()
+
+
+def test_precompute_cli_caches_the_requested_clips(tiny_run: Path, model_dataset: Path, tmp_path: Path) -> None:
+    """`egotwin-model precompute` on a run with encoders: manifest, per-clip tensors equal to the
+    training cache's, and a rerun that encodes nothing new."""
+    from egotwin_model.precompute import clip_path, load_manifest
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "run.json", run / "run.json")
+    (run / "encoders").symlink_to(tiny_run / "encoders")
+    args = ("precompute", "--dataset", model_dataset, "--run", run, "--splits", "train,test", "--limit", 2)
+    out = cli(*args)
+    assert "cached train 2, test 2 clips" in out
+    manifest = load_manifest(run / "cache")
+    assert {k: len(v) for k, v in manifest["splits"].items()} == {"train": 2, "test": 2}
+    assert manifest["video_latent_shape"] == [11, 4, 8, 8]
+    clip = manifest["splits"]["test"][0]
+    mine, theirs = load_tensors(clip_path(run / "cache", "test", clip)), load_tensors(clip_path(tiny_run / "cache", "test", clip))
+    assert set(mine) == set(theirs) >= {"text_emb", "video_latents", "first_frame_latent", "head_centric", "root_centric"}
+    for key in mine:
+        torch.testing.assert_close(mine[key], theirs[key], atol=1e-5, rtol=1e-5)
+    stamp = clip_path(run / "cache", "test", clip).stat().st_mtime_ns
+    cli(*args)
+    assert clip_path(run / "cache", "test", clip).stat().st_mtime_ns == stamp  # resumed: nothing re-encoded
+
+
+def test_fsdp2_world_of_one_trains_the_tiny_joint_stage_and_resumes_exactly(tiny_run: Path, tmp_path: Path) -> None:
+    """The GPU code path on CPU: FSDP2 (one gloo process) + activation checkpointing around the
+    tiny joint stage, DCP checkpoint at step 2, resume in fresh modules == uninterrupted run."""
+    from egotwin_model.parallel import init_distributed
+    from egotwin_model.train import parallelize
+    from egotwin_model.train import train as train_stage
+
+    info = init_distributed("cpu")
+    settings = open_run(tiny_run, None)
+
+    def run(run_dir: Path, steps: int) -> list[float]:
+        tc = train_config("joint", settings.model_config(), batch_size=2, max_steps=steps, checkpoint_every=2,
+                          log_every=1, ac_every=1)
+        built = build_stage("joint", run_dir, settings, tc)
+        parallelize(built, info, tc)
+        return [r["loss"] for r in train_stage(built, tc, run_dir, progress=False, info=info)]
+
+    full = run(fork_run(tiny_run, tmp_path / "full", ("vae", "t2m")), 4)
+    resumed_dir = fork_run(tiny_run, tmp_path / "resumed", ("vae", "t2m"))
+    first = run(resumed_dir, 2)
+    rest = run(resumed_dir, 4)
+    assert len(full) == 4 and first + rest == full
+    assert torch.equal(load_tensors(dit_path(resumed_dir, "joint"))["proj_out.weight"],
+                       load_tensors(dit_path(tmp_path / "full", "joint"))["proj_out.weight"])

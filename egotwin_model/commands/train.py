@@ -16,10 +16,15 @@ def _settings(config: Optional[str], representation: Optional[str], no_interacti
     """New run settings when any config/variant option is given, else None (use RUN_DIR/run.json)."""
     from egotwin_model.train import make_run_settings
 
-    if config is None and not (representation or no_interaction_mask or sync_diffusion or variant or weights):
+    if config is None:
+        if representation or no_interaction_mask or sync_diffusion or variant or weights:
+            raise typer.BadParameter(
+                "variant options and --weights need --config paper|tiny|FILE.toml: the run's first stage fixes "
+                "them in RUN_DIR/run.json, and later stages read it (leave the options out there)"
+            )
         return None
     return make_run_settings(
-        config or "tiny", representation=representation,
+        config, representation=representation,
         interaction_mask=False if no_interaction_mask else None,
         asynchronous=False if sync_diffusion else None, variant=variant, weights=weights,
     )
@@ -40,7 +45,8 @@ def register(app: typer.Typer) -> None:
         log_every: Optional[int] = typer.Option(None, "--log-every", min=1),
         seed: Optional[int] = typer.Option(None, "--seed"),
         device: Optional[str] = typer.Option(None, "--device", help="cpu (default) or cuda (under torchrun: each rank's GPU)."),
-        ac_every: Optional[int] = typer.Option(None, "--ac-every", min=0, help="Under torchrun: activation checkpointing of every k-th DiT block (0: off)."),
+        ac_every: Optional[int] = typer.Option(None, "--ac-every", min=0, help="CUDA / torchrun: activation checkpointing of every k-th DiT block (0: off; 1 for the 5B model on one GPU, 2 with more memory per GPU)."),
+        compile_blocks: bool = typer.Option(False, "--compile", help="CUDA / torchrun: torch.compile each DiT block (faster steps after a minute of compiling)."),
         representation: Optional[str] = typer.Option(None, "--representation", help="head_centric (default) or root_centric (w/o MR)."),
         no_interaction_mask: bool = typer.Option(False, "--no-interaction-mask", help="w/o IM: unmasked joint attention."),
         sync_diffusion: bool = typer.Option(False, "--sync-diffusion", help="w/o AD: one timestep for video and motion, vanilla CFG."),
@@ -61,6 +67,7 @@ def register(app: typer.Typer) -> None:
                 stage, out, _settings(config, representation, no_interaction_mask, sync_diffusion, variant, weights),
                 dataset=dataset, max_steps=max_steps, batch_size=batch_size, lr=lr,
                 checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, device=device, ac_every=ac_every,
+                compile=compile_blocks or None,
             )
         except (FileNotFoundError, ValueError, KeyError) as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
