@@ -1,11 +1,12 @@
 """Evaluation throughput: clips/s of each camera-pose backend (and of the other per-clip stages).
 
-    python benchmarks/evaluate_throughput.py [--clips 6] [--droid-weights droid.pth]
+    python benchmarks/evaluate_throughput.py [--clips 6] [--droid-weights droid.pth] [--droid-repo DROID-SLAM]
 
 Renders `--clips` noise-free 41-frame 480x480 walks through the textured room of
 `egotwin_bench.estimators.known_scenes` (rendering is not timed), then times, per clip:
 submission validation of the MP4 (decode + checks), video decoding, and every pose backend that
-can run here (`builtin` always; `droid` with DROID-SLAM installed, a GPU and --droid-weights).
+can run here (`builtin` always; `droid` with a built DROID-SLAM checkout (--droid-repo or
+$DROID_SLAM_DIR), a GPU and --droid-weights).
 For each backend it also reports the view-consistency error against the true path, so speed is
 never bought with accuracy. Prints ONE JSON line; a backend that cannot run carries its reason.
 """
@@ -25,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=6, help="Number of rendered clips.")
     parser.add_argument("--droid-weights", type=Path, default=None, help="droid.pth for the droid backend.")
+    parser.add_argument("--droid-repo", type=Path, default=None, help="DROID-SLAM checkout (default $DROID_SLAM_DIR).")
     args = parser.parse_args()
 
     from egotwin_bench.curation.video import decode_mp4, encode_mp4
@@ -56,7 +58,7 @@ def main() -> None:
     result["decode_clips_per_s"] = args.clips / (time.perf_counter() - t)
 
     for name in ESTIMATORS:
-        estimator = make_estimator(name, args.droid_weights)
+        estimator = make_estimator(name, args.droid_weights, args.droid_repo)
         reason = estimator.unavailable_reason()
         if reason is not None:
             result[name] = {"skipped": reason}

@@ -6,7 +6,12 @@ Nothing is downloaded at run time. A weight is found, in order, at the path the 
 documented file name. Computed features and reference statistics go to ``$EGOTWIN_CACHE/features``. Files with a known checksum are
 verified (sha256; torchvision files carry the first 8 hex digits in their name, which is what
 torchvision itself checks). A missing or corrupt file raises `MissingWeightsError`, whose
-message names the file, where it was looked for and where to get it. See docs/metrics.md.
+message names the file, where it was looked for and where to get it.
+
+Only Inception-v3 has a published digest. Every load is therefore also checked against the
+architecture built in code (`load_checked`): the file's tensor names must be exactly the
+module's and every shape must match, else `WeightsMismatchError` names the file, the network
+and the first offending keys, before anything is loaded. See docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 CACHE_ENV: str = "EGOTWIN_WEIGHTS"
 CACHE_ROOT_ENV: str = "EGOTWIN_CACHE"
@@ -23,6 +32,11 @@ DEFAULT_CACHE_ROOT: Path = Path("~/.cache/egotwin")
 
 class MissingWeightsError(FileNotFoundError):
     """A pretrained weight file is missing or fails its checksum; the message says what to fetch."""
+
+
+class WeightsMismatchError(ValueError):
+    """A weight file does not fit the network built in code (tensor names or shapes); the
+    message names the file and the network."""
 
 
 @dataclass(frozen=True)
@@ -134,3 +148,62 @@ def availability(spec: WeightSpec, path: str | Path | None = None, verify: bool 
     except MissingWeightsError as err:
         return str(err)
     return None
+
+
+def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
+    """Tensors of a ``.safetensors`` file, or of a ``.pt``/``.pth`` state dict (``torch.load``
+    with ``weights_only``; a ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped).
+
+    Raises:
+        WeightsMismatchError: the file does not hold a state dict.
+    """
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling errors have many types; all mean "not weights"
+        raise WeightsMismatchError(f"{path} is not a readable PyTorch weights file ({type(err).__name__}: {err})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsMismatchError(f"{path} does not hold a state dict (name -> tensor)")
+    return state
+
+
+def state_dict_problems(module: "torch.nn.Module", state: dict[str, "torch.Tensor"],
+                        ignore: tuple[str, ...] = ()) -> list[str]:
+    """Differences between `state` and `module`'s own state dict: missing and unexpected tensor
+    names and shape mismatches (names starting with an `ignore` prefix are not compared)."""
+    own = {k: v for k, v in module.state_dict().items() if not k.startswith(ignore)}
+    given = {k: v for k, v in state.items() if not k.startswith(ignore)}
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    shapes = [f"{k} {tuple(given[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
+              if k in given and tuple(given[k].shape) != tuple(v.shape)]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)):
+        if items:
+            problems.append(f"{len(items)} tensors {label} (e.g. {', '.join(items[:3])})")
+    return problems
+
+
+def load_checked(module: "torch.nn.Module", path: str | Path, what: str,
+                 state: dict[str, "torch.Tensor"] | None = None) -> "torch.nn.Module":
+    """Load the weights file `path` (or its already-read `state`) into `module` after checking
+    that tensor names and shapes match exactly; returns `module`.
+
+    Raises:
+        WeightsMismatchError: naming `path`, `what` network it should be for, and the differences.
+    """
+    state = read_state_dict(path) if state is None else state
+    problems = state_dict_problems(module, state)
+    if problems:
+        raise WeightsMismatchError(f"{path} does not hold {what} weights: {'; '.join(problems)}")
+    module.load_state_dict(state, strict=True)
+    return module

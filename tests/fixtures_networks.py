@@ -1,11 +1,22 @@
-"""Fixtures for the network tests (motion VAE, DiT, interaction mask, guidance)."""
+"""Fixtures for the network tests: one intra-op thread for tiny CPU networks, and weight files
+of the real video-quality architectures (Inception-v3, I3D, CLIP ViT-B/32) with random weights,
+written in the formats users download (shared by tests/test_video_quality.py and the runner
+tests)."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
+import numpy as np
 import pytest
 import torch
+
+from egotwin_bench import weights
+from egotwin_bench.constants import VIDEO_FRAMES
+
+DRIFT_SIZE = 64
+"""Side of `drifting_video` frames; the extractors resize to their own input size."""
 
 
 @pytest.fixture(scope="module")
@@ -16,3 +27,78 @@ def torch_one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def drifting_video(seed: int) -> np.ndarray:
+    """(41, 64, 64, 3) uint8: a smooth random image drifting sideways (a moving scene)."""
+    rng = np.random.default_rng(seed)
+    base = torch.from_numpy(rng.uniform(0, 255, (1, 3, 8, 16))).float()
+    wide = torch.nn.functional.interpolate(base, size=(DRIFT_SIZE, 2 * DRIFT_SIZE), mode="bicubic",
+                                           align_corners=False)
+    frames = [wide[0, :, :, t // 2: t // 2 + DRIFT_SIZE] for t in range(VIDEO_FRAMES)]
+    return torch.stack(frames).permute(0, 2, 3, 1).clamp(0, 255).to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def calibrate_batchnorm(net: torch.nn.Module, x: torch.Tensor,
+                        forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.nn.Module:
+    """Set BatchNorm running statistics from one batch (random weights otherwise give activations
+    of 1e10 or 1e-7 through a deep net), then return the net in eval mode."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batch
+    net.train()
+    (forward or net)(x)
+    for m in bns:
+        m.momentum = 0.1
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def inception_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    """torchvision Inception-v3 with random (BatchNorm-calibrated) weights, saved as a bare state
+    dict under its published file name: (path, net)."""
+    from egotwin_bench.metrics.video_quality import build_inception
+
+    torch.manual_seed(0)
+    frames = torch.from_numpy(drifting_video(0)[::40])  # 2 frames: BatchNorm needs a batch > 1
+    net = calibrate_batchnorm(build_inception(), torch.nn.functional.interpolate(
+        frames.permute(0, 3, 1, 2).float() / 127.5 - 1, size=(299, 299), mode="bilinear"))
+    path = tmp_path_factory.mktemp("inception") / weights.INCEPTION_V3.filename
+    torch.save(net.state_dict(), path)
+    return path, net
+
+
+@pytest.fixture(scope="session")
+def i3d_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    """Kinetics-400 I3D with random (calibrated) weights, saved wrapped as ``{"state_dict": ...}``."""
+    from egotwin_bench.metrics.video_quality import build_i3d
+
+    torch.manual_seed(0)
+    net = build_i3d()
+    clip = torch.from_numpy(drifting_video(0)[:16]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    clip = torch.nn.functional.interpolate(clip, size=(16, 112, 112), mode="trilinear")
+    calibrate_batchnorm(net, clip, net.features)  # 112 px keeps it cheap; features hold every BN
+    path = tmp_path_factory.mktemp("i3d") / weights.I3D_KINETICS400.filename
+    torch.save({"state_dict": net.state_dict()}, path)  # wrapped, as some ports save it
+    return path, net
+
+
+@pytest.fixture(scope="session")
+def clip_folder(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    """A transformers CLIP folder: ViT-B/32 config (the default CLIPConfig), random weights, and a
+    byte-level BPE tokenizer without merges (every character is a token)."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    folder = tmp_path_factory.mktemp("clip") / weights.CLIP_VIT_B32.filename
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig()).eval()
+    model.save_pretrained(folder)
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    return folder, model

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from egotwin_bench import __version__
 from egotwin_bench.cli import app
 from egotwin_bench.evaluate.runner import EvaluateOptions, build_providers, evaluate_submissions, find_submissions
 
@@ -115,6 +116,9 @@ class ExplodingEstimator:
     def unavailable_reason(self):
         return None
 
+    def cache_id(self):
+        return self.inner.cache_id()  # reads the poses the real builtin backend cached
+
     def estimate(self, frames, intrinsics):
         self.calls += 1
         raise RuntimeError("tracking lost")
@@ -164,6 +168,7 @@ def test_estimator_failures_are_per_clip_skips(submissions, room_dataset, tmp_pa
     assert result.rows[0]["TransErr"] == pytest.approx(np.mean(values[1:]))
     md = (tmp_path / "leaderboard.md").read_text()
     assert "could not process" in md and "RuntimeError: tracking lost" in md
+    assert list(result.failures) == ["ground_truth/t2vm"] and "`ground_truth/t2vm`" in md
 
 
 def test_allow_partial_scores_valid_clips(evaluated, submissions, room_dataset, tmp_path):
@@ -195,10 +200,11 @@ def test_build_providers_skips_with_reasons(no_weights, room_dataset, tmp_path, 
     reasons = {n: p.unavailable_reason() for n, p in providers.items()}
     assert reasons["view_consistency"] is None and providers["view_consistency"].estimator.name == "builtin"
     assert "inception_v3" in reasons["ifid"] and "train-hand-classifier" in reasons["hand_consistency"]
-    # A quality module that is absent (or has another API) becomes a skip with the reason.
+    # A quality module that cannot be imported becomes a skip with the reason.
     monkeypatch.setitem(sys.modules, "egotwin_bench.metrics.video_quality", None)
     providers = {p.name: p for p in build_providers(options)}
     assert "I-FID, FVD, CLIP-SIM" in providers["video_quality"].unavailable_reason()
+    assert "cannot be imported" in providers["video_quality"].unavailable_reason()
     # Explicit droid without DROID-SLAM: the view provider is skipped with the install hint.
     droid = EvaluateOptions(reference=room_dataset, out=tmp_path, estimator="droid")
     view = next(p for p in build_providers(droid) if p.name == "view_consistency")
@@ -248,6 +254,114 @@ def test_failing_provider_is_skipped_not_fatal(evaluated, submissions, room_data
     result = evaluate_submissions([submissions / "ground_truth"], options,
                                   [BrokenProvider("check"), BrokenProvider("score"), view])
     assert "TypeError: bad signature" in result.skipped["broken_check"]
-    assert "RuntimeError: out of memory" in result.skipped["broken_score"]
+    # A failure while scoring one submission is recorded for that submission, not as a skipped metric.
+    assert "broken_score" not in result.skipped
+    assert result.provider_failures == {"ground_truth/t2vm": {"broken_score": "RuntimeError: out of memory"}}
     assert "Broken" not in result.rows[0] and np.isfinite(result.rows[0]["TransErr"])
-    assert "out of memory" in (tmp_path / "leaderboard.md").read_text()
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "## Metric groups that failed on a submission" in md
+    assert "`ground_truth/t2vm` **broken_score**: RuntimeError: out of memory" in md
+
+
+def test_bugs_in_a_quality_provider_are_not_hidden(no_weights, room_dataset, tmp_path, monkeypatch):
+    """Only an import failure turns a quality group into a skip; a TypeError or AttributeError
+    while building it is a bug and surfaces."""
+    import egotwin_bench.metrics.motion_quality as motion_quality
+
+    def broken(config):
+        raise TypeError("MotionQualityProvider() got an unexpected keyword argument")
+
+    monkeypatch.setattr(motion_quality, "MotionQualityProvider", broken)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        build_providers(EvaluateOptions(reference=room_dataset, out=tmp_path, estimator="builtin"))
+
+
+class CountingEstimator:
+    """A static camera (cheap, finite errors), counting the clips it is asked to estimate."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def unavailable_reason(self):
+        return None
+
+    def cache_id(self):
+        return "counting-v1"
+
+    def estimate(self, frames, intrinsics):
+        self.calls += 1
+        return np.tile(np.eye(4), (len(frames), 1, 1))
+
+
+def test_identical_videos_reuse_poses_and_hand_presence(submissions, room_dataset, room_hand_classifier, tmp_path,
+                                                        monkeypatch):
+    """The shuffled baseline has the ground truth's videos: with a shared cache, scoring it
+    estimates no pose and runs no classifier, yet its errors use its own (shuffled) motions."""
+    from egotwin_bench.estimators.hand_classifier import HandClassifier
+    from egotwin_bench.evaluate.clip_cache import ClipCache
+    from egotwin_bench.metrics.hand_consistency import HandConsistencyProvider
+    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+
+    predicted: list[int] = []
+    real_predict = HandClassifier.predict
+    monkeypatch.setattr(HandClassifier, "predict", lambda self, frames: predicted.append(len(frames)) or
+                        real_predict(self, frames))
+    cache, estimator = ClipCache(tmp_path / "cache"), CountingEstimator()
+    providers = [ViewConsistencyProvider(estimator, cache, 20), HandConsistencyProvider(room_hand_classifier[0], cache, 20)]
+    options = EvaluateOptions(reference=room_dataset, out=tmp_path / "out", n_bootstrap=20, plots=False)
+    evaluate_submissions([submissions / "ground_truth"], options, providers)
+    assert estimator.calls == 4 and len(predicted) == 4
+    result = evaluate_submissions([submissions / "shuffled"], options, providers)
+    assert estimator.calls == 4 and len(predicted) == 4  # nothing recomputed
+    assert np.isfinite(result.rows[0]["TransErr"]) and result.rows[0]["method"] == "shuffled_motion"
+    # The cache names say what made them and with which toolkit version.
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert names[0].startswith("hands-") and names[1] == f"poses-counting-v1-egotwin{__version__}"
+    assert all(n.endswith(f"-egotwin{__version__}") for n in names)
+    # Another estimator configuration does not read these poses.
+    other = CountingEstimator()
+    other.cache_id = lambda: "counting-v2"
+    evaluate_submissions([submissions / "shuffled"], options, [ViewConsistencyProvider(other, cache, 20)])
+    assert other.calls == 4
+
+
+@pytest.mark.slow
+def test_quality_metrics_join_the_leaderboard(no_weights, submissions, room_dataset, room_hand_classifier,
+                                              inception_file, i3d_file, clip_folder, trained_evaluator, tmp_path,
+                                              monkeypatch, torch_one_thread):
+    """All nine paper metrics: the video/motion quality providers, built by `evaluate` from the
+    weight flags (random weights of the real architectures; the Inception file's digest is
+    declared as the published one so the sha256 check stays on), write their columns next to the
+    consistency metrics, with finite bootstrap intervals for the Fréchet metrics too. (About 40 s
+    on one CPU core, most of it I3D, hence slow.)"""
+    import dataclasses
+
+    from egotwin_bench import weights
+
+    monkeypatch.setattr(weights, "INCEPTION_V3", dataclasses.replace(
+        weights.INCEPTION_V3, sha256=weights.sha256_of(inception_file[0])))
+    out = tmp_path / "results"
+    res = CliRunner().invoke(app, [
+        "evaluate", str(submissions / "ground_truth"), "--reference", str(room_dataset), "--out", str(out),
+        "--estimator", "builtin", "--workers", "0", "--bootstrap", "50", "--frechet-bootstrap", "20", "--no-plots",
+        "--hand-classifier", str(room_hand_classifier[0]), "--inception-weights", str(inception_file[0]),
+        "--i3d-weights", str(i3d_file[0]), "--clip-weights", str(clip_folder[0]),
+        "--evaluator-dir", str(trained_evaluator[0]), "--device", "cpu",
+    ])
+    assert res.exit_code == 0, res.output
+    row = leaderboard(out)["ground_truth"]
+    md = (out / "leaderboard.md").read_text()
+    paper = ("I-FID", "FVD", "CLIP-SIM", "M-FID", "R-Prec", "MM-Dist", "TransErr", "RotErr", "HandScore")
+    for metric in (*paper, "Diversity"):
+        assert metric in row and np.isfinite(row[metric]), (metric, md)
+    for metric in ("I-FID", "FVD", "M-FID", "R-Prec", "TransErr", "HandScore"):
+        assert row[f"{metric}_low"] <= row[metric] <= row[f"{metric}_high"], (metric, row)
+    # The ground truth's videos are the reference's: I-FID and FVD ~ 0 (the reference features
+    # are computed once, from the same cache entries).
+    assert row["I-FID"] < 1e-6 * max(1.0, row["I-FID_high"]) + 1e-6 and row["FVD"] < 1e-6
+    assert "## Metrics not computed" not in md, md
+    features = out / "cache" / "features"
+    assert {p.name.split("-")[0] for p in features.iterdir()} == {"ifid", "fvd", "clip_sim"}
+    assert len(list(features.glob("fvd-*/*.npy"))) == 4  # 4 videos, shared by submission and reference

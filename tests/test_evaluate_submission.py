@@ -84,6 +84,9 @@ def test_malformed_submission_lists_every_problem(room_dataset, ground_truth, tm
     (sub / f"{d}.npz").write_bytes(b"not an npz")  # unreadable
     shutil.copy(sub / f"{d}.mp4", sub / "room99__0.mp4")  # a clip that is not in the split
     (sub / "notes.txt").write_text("hello")
+    (sub / f".{a}.mp4.tmp").write_bytes(b"partial")  # leftover of an interrupted write
+    (sub / ".DS_Store").write_bytes(b"\0")  # written by macOS Finder: ignored
+    (sub / ".cache").mkdir()
     shutil.copy(sub / f"{d}.mp4", sub / "bad name.mp4")
     meta = json.loads((sub / "submission.json").read_text())
     meta["task"] = "t2x"
@@ -99,6 +102,8 @@ def test_malformed_submission_lists_every_problem(room_dataset, ground_truth, tm
         f"{c}: video is 10.0 FPS, expected 8",
         "extra file 'room99__0.mp4'",
         "unexpected file 'notes.txt'",
+        f"hidden file '.{a}.mp4.tmp': remove it",
+        "unexpected folder '.cache'",
         "unsafe file name 'bad name.mp4'",
     ]
     for message in expected:
@@ -116,6 +121,7 @@ def test_malformed_submission_lists_every_problem(room_dataset, ground_truth, tm
         assert message in text, f"{message!r} not in\n{text}"
     report = validate_submission(sub, ids, reference_name(room_dataset))
     assert report.valid_clips == [] and not report.ok and report.meta is not None
+    assert ".DS_Store" not in report.summary()
 
 
 def test_submission_level_problems(room_dataset, ground_truth, tmp_path):

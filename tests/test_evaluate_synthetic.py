@@ -46,7 +46,8 @@ def test_ground_truth_beats_shuffled_on_view_consistency(request, tmp_path):
 @pytest.mark.slow
 def test_hand_classifier_and_hand_score_on_larger_synthetic_set(tmp_path):
     """8 sequences x 30 s (about 38 clips): classifier F1 >= 0.9 on the held-out test split, and
-    the ground truth beats the shuffled motions on all three consistency metrics."""
+    the ground truth beats the shuffled motions on all three consistency metrics (about 4 min
+    on one CPU core)."""
     from egotwin_bench.curation.config import CurationConfig
     from egotwin_bench.curation.pipeline import build_dataset
     from egotwin_bench.estimators.hand_training import HandTrainingConfig, train_hand_classifier
@@ -56,10 +57,12 @@ def test_hand_classifier_and_hand_score_on_larger_synthetic_set(tmp_path):
     make_synthetic(raw, SyntheticConfig(sequences=8, seconds=30.0, seed=1, resolution=352, fps=10,
                                         trajectory_hz=1000), workers=1)
     build_dataset(raw, dataset, CurationConfig(), engine="local")
+    # Threshold chosen on the val split, F1 reported on the test split (the classifier sees neither).
     metrics = train_hand_classifier(dataset, tmp_path / "hands", None,
-                                    HandTrainingConfig(arch="tiny", epochs=20, batch_size=32, lr=1e-3), "test")
+                                    HandTrainingConfig(arch="tiny", epochs=12, batch_size=32, lr=1e-3), "test", "val")
     print("hand classifier, held-out test split:", metrics)
     assert metrics["f1_mean"] >= 0.9, metrics
+    assert metrics["positives_left"] + metrics["positives_right"] > 0, metrics  # F1 of something, not of nothing
     rows = score(dataset, tmp_path, tmp_path / "hands")
     gt, sh = rows["ground_truth"], rows["shuffled_motion"]
     assert gt["TransErr"] < 0.5 * sh["TransErr"] and gt["RotErr"] < 0.5 * sh["RotErr"], (gt, sh)

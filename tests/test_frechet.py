@@ -1,4 +1,5 @@
-"""Fréchet distance: closed forms, identity, monotonicity, degenerate covariances."""
+"""Fréchet distance: closed forms, identity, monotonicity, degenerate covariances, the
+precomputed-reference form used for bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import scipy.linalg
 
 from egotwin_bench.metrics.frechet import (
+    FrechetReference,
     GaussianStats,
     frechet_distance,
     gaussian_stats,
@@ -86,3 +88,30 @@ def test_stats_round_trip_and_input_errors(tmp_path, rng):
         gaussian_stats(np.full((3, 4), np.nan))
     with pytest.raises(ValueError, match="dimensions differ"):
         frechet_distance(rng.standard_normal((5, 3)), rng.standard_normal((5, 4)))
+
+
+@pytest.mark.parametrize("n", [5, 40, 300])
+def test_reference_form_matches_frechet_distance(rng, n):
+    """Fewer vectors than dimensions (rank-deficient set), about as many, and many more."""
+    d = 40
+    reference = rng.standard_normal((500, d)) @ rng.standard_normal((d, d)) * 0.3 + 1.0
+    ref = FrechetReference.fit(reference)
+    x = rng.standard_normal((n, d)) * 1.5
+    assert ref.distance(x) == pytest.approx(frechet_distance(x, gaussian_stats(reference)), rel=1e-8)
+    assert ref.distance(reference) == pytest.approx(0.0, abs=1e-8)
+    assert FrechetReference.fit(gaussian_stats(reference)).distance(x) == pytest.approx(ref.distance(x), rel=1e-12)
+    with pytest.raises(ValueError, match=r"\(n, 40\)"):
+        ref.distance(x[:, :3])
+    with pytest.raises(ValueError, match="at least 2"):
+        ref.distance(x[:1])
+
+
+def test_bootstrap_interval_of_a_frechet_metric(rng):
+    """Resampling clips gives a finite interval around the full-set value."""
+    from egotwin_bench.metrics.bootstrap import bootstrap
+
+    ref = FrechetReference.fit(rng.standard_normal((400, 8)))
+    clips = [rng.standard_normal((6, 8)) + 0.5 for _ in range(20)]  # 20 clips of 6 vectors
+    value = bootstrap(lambda idx: ref.distance(np.concatenate([clips[i] for i in idx])), len(clips), rng, 200)
+    assert np.isfinite(value.low) and value.low < value.value < value.high
+    assert value.value == pytest.approx(frechet_distance(np.concatenate(clips), ref.stats), rel=1e-8)

@@ -132,6 +132,15 @@ def test_save_load_round_trip_and_missing_folder(tmp_path, torch_one_thread):
         torch.testing.assert_close(back.embed_motion(x), model.embed_motion(x), rtol=0, atol=0)
         torch.testing.assert_close(back.embed_text(SENTENCES), model.embed_text(SENTENCES), rtol=0, atol=0)
     assert back.config.words == model.config.words
+    # Weights that do not fit the config's widths: refused, naming the file.
+    import json
+
+    from egotwin_bench.weights import WeightsMismatchError
+
+    config = json.loads((tmp_path / CONFIG_FILE).read_text())
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({**config, "embedding": config["embedding"] * 2}))
+    with pytest.raises(WeightsMismatchError, match=f"{WEIGHTS_FILE} does not hold the GRU evaluators.*of another shape"):
+        TextMotionEvaluator.load(tmp_path)
     (tmp_path / WEIGHTS_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=f"{WEIGHTS_FILE}.*train-evaluators"):
         TextMotionEvaluator.load(tmp_path)
@@ -179,9 +188,17 @@ def test_train_evaluators_cli(built_dataset, tmp_path):
             "--steps", "2", "--validate-every", "2", "--batch-size", "4", "--device", "cpu"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "R-Precision top-1" in result.output
+    assert "R-Precision top-1" in result.output and "optimistic: chosen on that split" in result.output
     model = TextMotionEvaluator.load(out)
-    assert model.config.training["train_clips"] == len(CuratedDataset(built_dataset).clip_ids("train"))
+    data = CuratedDataset(built_dataset)
+    assert model.config.training["train_clips"] == len(data.clip_ids("train"))
+    # Selected on val, reported once on test: the unbiased number is stored and printed.
+    if len(data.clip_ids("test")) >= 2:
+        held = model.config.training["held_out"]
+        assert held["split"] == "test" and held["clips"] == len(data.clip_ids("test")) and 0 <= held["top3"] <= 1
+        assert "held-out test" in result.output
+    same = CliRunner().invoke(app, args + ["--report-split", "val"])
+    assert same.exit_code == 2 and "report on another split" in same.output
     assert set(vocabulary(texts)) & set(model.config.words)
     bad = CliRunner().invoke(app, args[:4] + [str(tmp_path / "none.txt")] + args[5:])
     assert bad.exit_code == 2 and "glove.6B" in bad.output

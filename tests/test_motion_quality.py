@@ -58,6 +58,21 @@ def test_provider_skips_with_reason(tmp_path):
     assert set(p.higher_is_better) == set(p.metric_names)
 
 
+def test_skip_message_names_the_real_evaluate_flag(tmp_path):
+    """The reasons tell users the flag `egotwin-bench evaluate` actually has."""
+    import typer.main
+
+    from egotwin_bench.cli import app
+    from egotwin_bench.metrics.motion_quality import EVALUATOR_FLAG
+
+    evaluate = typer.main.get_command(app).commands["evaluate"]
+    flags = {opt for param in evaluate.params for opt in param.opts}
+    assert EVALUATOR_FLAG == "--evaluator-dir" and EVALUATOR_FLAG in flags
+    assert "--evaluator-dir DIR" in MotionQualityProvider(MotionQualityConfig()).unavailable_reason()
+    assert "--evaluators " not in MotionQualityProvider(MotionQualityConfig()).unavailable_reason()
+    assert "(--evaluator-dir)" in MotionQualityProvider(MotionQualityConfig(evaluator_dir=str(tmp_path))).unavailable_reason()
+
+
 def _clips(texts, positions, rotations) -> list[EvalClip]:
     return [EvalClip(f"c{i:03d}", t, lambda: None, p, r, np.eye(3), np.eye(4), "") for i, (t, p, r) in
             enumerate(zip(texts, positions, rotations))]

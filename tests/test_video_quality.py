@@ -1,5 +1,6 @@
 """Video quality: Inception-v3 / I3D / CLIP of the real architectures with random weights, loaded
-through the real loading code from files written here; providers, feature cache, missing weights."""
+through the real loading code from files written by tests/fixtures_networks.py; providers,
+feature cache, missing weights."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 import torch
 
 from egotwin_bench import weights
-from egotwin_bench.constants import VIDEO_FRAMES
 from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider
 from egotwin_bench.metrics.video_quality import (
     ClipSimProvider,
@@ -16,25 +16,13 @@ from egotwin_bench.metrics.video_quality import (
     IFIDProvider,
     VideoQualityConfig,
     build_i3d,
-    build_inception,
     load_clip,
     load_i3d,
     load_inception,
     load_state_dict_file,
     video_quality_providers,
 )
-
-SIZE = 64
-"""Test frames are small; the extractors resize to their own input size."""
-
-
-def _video(seed: int) -> np.ndarray:
-    """(41, 64, 64, 3) uint8: a smooth random image drifting sideways (a moving scene)."""
-    rng = np.random.default_rng(seed)
-    base = torch.from_numpy(rng.uniform(0, 255, (1, 3, 8, 16))).float()
-    wide = torch.nn.functional.interpolate(base, size=(SIZE, 2 * SIZE), mode="bicubic", align_corners=False)
-    frames = [wide[0, :, :, t // 2: t // 2 + SIZE] for t in range(VIDEO_FRAMES)]
-    return torch.stack(frames).permute(0, 2, 3, 1).clamp(0, 255).to(torch.uint8).numpy()
+from tests.fixtures_networks import drifting_video as _video
 
 
 def _clips(videos: list[np.ndarray], tag: str, texts: list[str] | None = None) -> list[EvalClip]:
@@ -46,63 +34,6 @@ def _clips(videos: list[np.ndarray], tag: str, texts: list[str] | None = None) -
 def _noisy(video: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     noise = np.random.default_rng(seed).normal(0, sigma, video.shape)
     return np.clip(video + noise, 0, 255).astype(np.uint8)
-
-
-@torch.no_grad()
-def _calibrate_batchnorm(net: torch.nn.Module, x: torch.Tensor, forward=None) -> torch.nn.Module:
-    """Set BatchNorm running statistics from one batch (random weights otherwise give activations
-    of 1e10 or 1e-7 through a deep net), then return the net in eval mode."""
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batch
-    net.train()
-    (forward or net)(x)
-    for m in bns:
-        m.momentum = 0.1
-    return net.eval()
-
-
-@pytest.fixture(scope="module")
-def inception_file(tmp_path_factory) -> tuple:
-    torch.manual_seed(0)
-    frames = torch.from_numpy(_video(0)[::40])  # 2 frames: BatchNorm needs a batch > 1
-    net = _calibrate_batchnorm(build_inception(), torch.nn.functional.interpolate(
-        frames.permute(0, 3, 1, 2).float() / 127.5 - 1, size=(299, 299), mode="bilinear"))
-    path = tmp_path_factory.mktemp("inception") / weights.INCEPTION_V3.filename
-    torch.save(net.state_dict(), path)
-    return path, net
-
-
-@pytest.fixture(scope="module")
-def i3d_file(tmp_path_factory) -> tuple:
-    torch.manual_seed(0)
-    net = build_i3d()
-    clip = torch.from_numpy(_video(0)[:16]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-    clip = torch.nn.functional.interpolate(clip, size=(16, 112, 112), mode="trilinear")
-    _calibrate_batchnorm(net, clip, net.features)  # 112 px keeps it cheap; features hold every BN
-    path = tmp_path_factory.mktemp("i3d") / weights.I3D_KINETICS400.filename
-    torch.save({"state_dict": net.state_dict()}, path)  # wrapped, as some ports save it
-    return path, net
-
-
-@pytest.fixture(scope="module")
-def clip_folder(tmp_path_factory):
-    """A transformers CLIP folder: ViT-B/32 config (the default CLIPConfig), random weights, and a
-    byte-level BPE tokenizer without merges (every character is a token)."""
-    from tokenizers import pre_tokenizers
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("clip") / weights.CLIP_VIT_B32.filename
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    torch.manual_seed(0)
-    model = CLIPModel(CLIPConfig()).eval()
-    model.save_pretrained(folder)
-    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
-    return folder, model
 
 
 def test_inception_round_trip_and_shape(inception_file, torch_one_thread):
@@ -130,9 +61,19 @@ def test_i3d_round_trip_and_shape(i3d_file, torch_one_thread):
 
 
 def test_state_dict_of_another_network_is_refused(i3d_file, tmp_path):
+    """Without a published digest, the architecture check is what catches a wrong file: tensor
+    names and shapes must match exactly, and the error names the file."""
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="does not hold I3D.*missing keys"):
+    with pytest.raises(weights.WeightsMismatchError, match=r"other\.pt does not hold I3D weights: 344 tensors missing"):
         load_state_dict_file(build_i3d(), tmp_path / "other.pt", "I3D")
+    state = weights.read_state_dict(i3d_file[0])  # unwraps {"state_dict": ...}
+    state["logits.conv3d.weight"] = state["logits.conv3d.weight"][:100]  # a 100-class head
+    torch.save({"state_dict": state}, tmp_path / "i3d_100.pt")
+    with pytest.raises(ValueError, match=r"i3d_100\.pt does not hold I3D.*1 tensors of another shape.*logits\.conv3d\.weight"):
+        load_i3d(tmp_path / "i3d_100.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(weights.WeightsMismatchError, match=r"junk\.pt is not a readable PyTorch weights file"):
+        load_i3d(tmp_path / "junk.pt")
 
 
 def test_clip_round_trip_and_scores(clip_folder, torch_one_thread):
@@ -160,6 +101,23 @@ def test_clip_round_trip_and_scores(clip_folder, torch_one_thread):
             load_clip(folder)
     finally:
         (folder / "tokenizer.json.bak").rename(folder / "tokenizer.json")
+
+
+def test_clip_weights_not_matching_the_config_are_refused(clip_folder, tmp_path):
+    """A folder whose config.json and weights disagree (here: projection 256 vs 512) fails,
+    naming the folder, instead of loading with freshly initialised layers."""
+    import json
+
+    folder, _ = clip_folder
+    other = tmp_path / "clip-other"
+    other.mkdir()
+    for f in folder.iterdir():
+        if f.name != "config.json":
+            (other / f.name).symlink_to(f)
+    config = json.loads((folder / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "projection_dim": 256}))
+    with pytest.raises(weights.WeightsMismatchError, match="clip-other"):
+        load_clip(other)
 
 
 def test_missing_weights_name_the_file_and_source(tmp_path, monkeypatch):

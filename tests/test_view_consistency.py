@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +74,23 @@ def test_rotation_only_estimate_and_least_squares_scale(rng):
     assert err.trans_err == pytest.approx(np.linalg.norm(rel[1:, :3, 3], axis=1).mean())
     a = rng.normal(size=(40, 3))
     assert least_squares_scale(a, 2.5 * a) == pytest.approx(2.5)
+    assert least_squares_scale(a, -2.5 * a) == 0.0  # a mirrored trajectory is not a scale
+
+
+def test_backwards_camera_gets_large_trans_err():
+    """A camera walking backwards (the forward head path mirrored through frame 0) must not be
+    fitted with scale -1: its TransErr is the whole head displacement, not 0."""
+    n = 41
+    head = np.tile(np.eye(4), (n, 1, 1))
+    head[:, 0, 3] = np.linspace(0.0, 2.0, n)  # 2 m forward along x, no rotation
+    cam = head.copy()
+    cam[:, 0, 3] *= -1.0
+    err = view_errors(cam, head)
+    travelled = np.linalg.norm(relative_to_first(head)[1:, :3, 3], axis=1).mean()
+    assert err.scale == 0.0
+    assert err.trans_err == pytest.approx(travelled) and err.trans_err > 0.9
+    assert err.rot_err == pytest.approx(0.0, abs=1e-9)
+    assert view_errors(head, head).trans_err == pytest.approx(0.0, abs=1e-12)
 
 
 def test_head_camera_trajectory_takes_every_other_frame():
@@ -136,7 +154,7 @@ def test_builtin_rejects_bad_input(intrinsics):
         BuiltinEstimator().estimate(np.zeros((4, 8, 8, 3), np.uint8), np.zeros((3, 3)))
 
 
-# -- DROID-SLAM adapter (fake droid_slam module; the real one needs CUDA extensions) -------------
+# -- DROID-SLAM adapter (a fake checkout of the real layout; the real one needs CUDA extensions) -
 
 def test_droid_resize_crop_and_intrinsics():
     from egotwin_bench.estimators.droid import droid_input_size, prepare_frame
@@ -166,51 +184,141 @@ def test_droid_pose_conversion_round_trip(rng):
     np.testing.assert_allclose(poses_from_droid(traj), T, atol=1e-12)
 
 
+FAKE_DEMO = """
+import argparse
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--imagedir", type=str, help="path to image directory")
+    parser.add_argument("--weights", default="droid.pth")
+    parser.add_argument("--buffer", type=int, default=512)
+    parser.add_argument("--image_size", default=[240, 320])
+    parser.add_argument("--disable_vis", action="store_true")
+    parser.add_argument("--beta", type=float, default=0.3)
+    parser.add_argument("--filter_thresh", type=float, default=2.4)
+    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--keyframe_thresh", type=float, default=4.0)
+    parser.add_argument("--frontend_thresh", type=float, default=16.0)
+    parser.add_argument("--frontend_window", type=int, default=25)
+    parser.add_argument("--frontend_radius", type=int, default=2)
+    parser.add_argument("--frontend_nms", type=int, default=1)
+    parser.add_argument("--backend_thresh", type=float, default=22.0)
+    parser.add_argument("--backend_radius", type=int, default=2)
+    parser.add_argument("--backend_nms", type=int, default=3)
+    parser.add_argument("--upsample", action="store_true")
+    parser.add_argument("--asynchronous", action="store_true")
+    parser.add_argument("--frontend_device", type=str, default="cuda")
+    parser.add_argument("--motion_damping", type=float, default=0.5)
+    parser.add_argument("--reconstruction_path", help="path to saved reconstruction")
+    args = parser.parse_args()
+    args.stereo = False
+"""
+
+# DROID-SLAM's real layout: flat modules in droid_slam/ (no __init__.py) importing each other
+# by bare name, and lietorch imported at the top; a package-style import would not find them.
+FAKE_DROID_PY = """
+import numpy as np
+import torch
+import lietorch
+
+from droid_net import DroidNet
+
+CALLS = {"track": []}
+
+
+class Droid:
+    def __init__(self, args):
+        self.net = DroidNet()
+        CALLS["args"] = args
+
+    def track(self, tstamp, image, depth=None, intrinsics=None):
+        CALLS["track"].append((tstamp, tuple(image.shape), intrinsics.clone()))
+
+    def terminate(self, stream=None):
+        n = sum(1 for _ in stream)
+        traj = np.zeros((n, 7))
+        traj[:, 0] = np.arange(n) * 0.1
+        traj[:, 6] = 1.0
+        return traj  # numpy, as camera_trajectory.inv().data.cpu().numpy()
+"""
+
+
 @pytest.fixture
-def fake_droid(monkeypatch):
-    """A stand-in `droid_slam` package recording what the adapter feeds it."""
-    calls: dict = {"track": []}
-
-    class Droid:
-        def __init__(self, args):
-            calls["args"] = args
-
-        def track(self, t, image, intrinsics=None):
-            calls["track"].append((t, tuple(image.shape), intrinsics.clone()))
-
-        def terminate(self, stream):
-            import torch
-
-            n = sum(1 for _ in stream)
-            traj = np.zeros((n, 7))
-            traj[:, 0] = np.arange(n) * 0.1
-            traj[:, 6] = 1.0
-            return torch.as_tensor(traj)
-
-    pkg = types.ModuleType("droid_slam")
-    mod = types.ModuleType("droid_slam.droid")
-    mod.Droid = Droid
-    pkg.droid = mod
-    monkeypatch.setitem(sys.modules, "droid_slam", pkg)
-    monkeypatch.setitem(sys.modules, "droid_slam.droid", mod)
-    return calls
+def fake_droid_repo(monkeypatch, tmp_path) -> Path:
+    """A DROID-SLAM checkout with the real layout (demo.py, droid_slam/droid.py + droid_net.py, no
+    __init__.py) and stand-in `lietorch` / `droid_backends` extension modules; `sys.path` and the
+    imported `droid`/`droid_net` modules are restored afterwards."""
+    repo = tmp_path / "DROID-SLAM"
+    (repo / "droid_slam").mkdir(parents=True)
+    (repo / "demo.py").write_text(FAKE_DEMO)
+    (repo / "droid_slam" / "droid.py").write_text(FAKE_DROID_PY)
+    (repo / "droid_slam" / "droid_net.py").write_text("class DroidNet:\n    pass\n")
+    for name in ("lietorch", "droid_backends"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in ("droid", "droid_net"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    yield repo
+    for name in ("droid", "droid_net"):
+        sys.modules.pop(name, None)
 
 
-def test_droid_unavailable_reasons(monkeypatch, tmp_path):
-    from egotwin_bench.estimators.droid import DroidEstimator
+def test_droid_unavailable_reasons(monkeypatch, tmp_path, fake_droid_repo):
+    import torch
 
-    monkeypatch.setitem(sys.modules, "droid_slam", None)  # import fails
-    reason = DroidEstimator(tmp_path / "droid.pth").unavailable_reason()
-    assert "not installed" in reason and "egotwin[droid]" in reason
+    from egotwin_bench.estimators.droid import DROID_REPO_ENV, DroidEstimator
+
+    weights = tmp_path / "droid.pth"
+    monkeypatch.delenv(DROID_REPO_ENV, raising=False)
+    reason = DroidEstimator(weights).unavailable_reason()
+    assert "not installed" in reason and "--droid-repo" in reason and "git clone --recursive" in reason
+    # A package-style folder (droid_slam/__init__.py) is not DROID-SLAM's layout.
+    wrong = tmp_path / "wrong"
+    (wrong / "droid_slam").mkdir(parents=True)
+    (wrong / "droid_slam" / "__init__.py").write_text("")
+    assert "no droid_slam/droid.py" in DroidEstimator(weights, wrong).unavailable_reason()
+    # The CUDA extensions are checked by import, each with what to install.
+    monkeypatch.setitem(sys.modules, "droid_backends", None)
+    reason = DroidEstimator(weights, fake_droid_repo).unavailable_reason()
+    assert "'droid_backends'" in reason and "pip install --no-build-isolation ." in reason
+    monkeypatch.setitem(sys.modules, "lietorch", None)
+    reason = DroidEstimator(weights, fake_droid_repo).unavailable_reason()
+    assert "'lietorch'" in reason and "thirdparty/lietorch" in reason
+    monkeypatch.setitem(sys.modules, "lietorch", types.ModuleType("lietorch"))
+    monkeypatch.setitem(sys.modules, "droid_backends", types.ModuleType("droid_backends"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "CUDA" in DroidEstimator(weights, fake_droid_repo).unavailable_reason()
+    # The checkout may come from the environment.
+    monkeypatch.setenv(DROID_REPO_ENV, str(fake_droid_repo))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert "not found" in DroidEstimator(weights).unavailable_reason()
 
 
-def test_droid_estimate_with_fake_module(fake_droid, monkeypatch, tmp_path, intrinsics):
+def test_droid_args_come_from_the_installed_demo(fake_droid_repo, tmp_path):
+    from egotwin_bench.estimators.droid import DroidConfig, DroidEstimator, demo_defaults
+
+    defaults = demo_defaults(fake_droid_repo / "demo.py")
+    assert defaults["motion_damping"] == 0.5 and defaults["asynchronous"] is False
+    assert defaults["disable_vis"] is False and defaults["frontend_device"] == "cuda"
+    assert "imagedir" not in defaults and "reconstruction_path" not in defaults
+    est = DroidEstimator(tmp_path / "droid.pth", fake_droid_repo)
+    args = est.namespace((440, 440))
+    assert est.args_source == str(fake_droid_repo / "demo.py")
+    assert args.motion_damping == 0.5 and args.backend_nms == 3  # a newer option, the demo's value
+    assert args.disable_vis is True and args.stereo is False and args.asynchronous is False
+    assert args.image_size == [440, 440] and args.weights == str(tmp_path / "droid.pth")
+    (fake_droid_repo / "demo.py").unlink()  # no demo: the documented fallback
+    args = est.namespace((440, 440))
+    assert "DroidConfig" in est.args_source and vars(args).keys() >= DroidConfig().__dict__.keys()
+    assert not hasattr(args, "motion_damping")
+
+
+def test_droid_estimate_with_fake_checkout(fake_droid_repo, monkeypatch, tmp_path, intrinsics):
     import torch
 
     from egotwin_bench.estimators import make_estimator
 
     weights = tmp_path / "droid.pth"
-    est = make_estimator("droid", weights)
+    est = make_estimator("droid", weights, fake_droid_repo)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert "not found" in est.unavailable_reason() and "droid.pth" in est.unavailable_reason()
     weights.write_bytes(b"x")
@@ -219,9 +327,12 @@ def test_droid_estimate_with_fake_module(fake_droid, monkeypatch, tmp_path, intr
     poses = est.estimate(frames, intrinsics)
     assert poses.shape == (5, 4, 4)
     np.testing.assert_allclose(poses[:, 0, 3], np.arange(5) * 0.1)
-    args = fake_droid["args"]
+    droid = sys.modules["droid"]
+    assert Path(droid.__file__).parent == (fake_droid_repo / "droid_slam").resolve()
+    calls = droid.CALLS
+    args = calls["args"]
     assert args.weights == str(weights) and args.image_size == [440, 440] and args.disable_vis
-    assert [c[0] for c in fake_droid["track"]] == list(range(5))
-    assert fake_droid["track"][0][1] == (1, 3, 440, 440)
-    np.testing.assert_allclose(fake_droid["track"][0][2].numpy(), intrinsics[[0, 1, 0, 1], [0, 1, 2, 2]] * 443 / 480,
+    assert [c[0] for c in calls["track"]] == list(range(5))
+    assert calls["track"][0][1] == (1, 3, 440, 440)
+    np.testing.assert_allclose(calls["track"][0][2].numpy(), intrinsics[[0, 1, 0, 1], [0, 1, 2, 2]] * 443 / 480,
                                rtol=1e-6)

@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("test", "--split", help="Reference split."),
         estimator: str = typer.Option("auto", "--estimator", help="Camera-pose backend: builtin, droid, or auto (droid when it can run)."),
         droid_weights: Optional[Path] = typer.Option(None, "--droid-weights", help="DROID-SLAM droid.pth (local file)."),
+        droid_repo: Optional[Path] = typer.Option(None, "--droid-repo", envvar="DROID_SLAM_DIR", help="DROID-SLAM checkout with its extensions built (docs/benchmark.md); default $DROID_SLAM_DIR."),
         hand_classifier: Optional[Path] = typer.Option(None, "--hand-classifier", help="Folder written by train-hand-classifier (HandScore)."),
         inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="Inception-v3 weights (I-FID)."),
         i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights (FVD)."),
@@ -25,6 +26,7 @@ def register(app: typer.Typer) -> None:
         allow_partial: bool = typer.Option(False, "--allow-partial", help="Score the valid clips of submissions that have problems."),
         workers: int = typer.Option(2, "--workers", min=0, help="Ray CPUs for per-clip work (0: in-process; $RAY_ADDRESS joins a cluster)."),
         n_bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
+        frechet_bootstrap: int = typer.Option(100, "--frechet-bootstrap", min=0, help="Resamples for the I-FID / FVD / M-FID intervals (each costs one Fréchet distance; 0: no interval)."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Per-clip cache (default OUT/cache)."),
         plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
@@ -40,10 +42,10 @@ def register(app: typer.Typer) -> None:
         if estimator not in ("auto", "builtin", "droid"):
             raise typer.BadParameter("--estimator must be auto, builtin or droid")
         options = EvaluateOptions(
-            reference=reference, out=out, split=split, estimator=estimator, droid_weights=droid_weights,
+            reference=reference, out=out, split=split, estimator=estimator, droid_weights=droid_weights, droid_repo=droid_repo,
             hand_classifier=hand_classifier, inception_weights=inception_weights, i3d_weights=i3d_weights,
             clip_weights=clip_weights, evaluator_dir=evaluator_dir, allow_partial=allow_partial, workers=workers,
-            n_bootstrap=n_bootstrap, seed=seed, cache_dir=cache_dir, plots=plots, device=device,
+            n_bootstrap=n_bootstrap, frechet_bootstrap=frechet_bootstrap, seed=seed, cache_dir=cache_dir, plots=plots, device=device,
         )
         try:
             folders = find_submissions(submissions)
@@ -55,6 +57,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(report.summary())
         for name, reason in result.skipped.items():
             typer.secho(f"skipped {name}: {reason}", fg=typer.colors.YELLOW)
+        for key, fails in result.provider_failures.items():
+            for name, reason in fails.items():
+                typer.secho(f"{name} failed on {key}: {reason}", fg=typer.colors.RED, err=True)
         typer.echo((out / "leaderboard.md").read_text())
         for report in result.rejected:
             typer.secho(f"not evaluated: {report.path} ({len(report.problems)} problem(s), listed in "

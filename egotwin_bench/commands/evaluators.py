@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         margin: float = typer.Option(10.0, "--margin", help="Negative margin of the hinge contrastive loss (the original's 10)."),
         validate_every: int = typer.Option(500, "--validate-every", min=1, help="Validate (and checkpoint) every N steps."),
         val_split: str = typer.Option("val", "--val-split", help="Split whose R-Precision picks the best evaluator."),
+        report_split: str = typer.Option("test", "--report-split", help="Split the kept evaluator is scored on once (unbiased; not --val-split)."),
         device: str = typer.Option("auto", "--device", help="Torch device (auto: cuda when visible)."),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
@@ -41,14 +42,23 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, negative_margin=margin,
                              validate_every=validate_every, seed=seed, device=device)
         try:
-            model, history = train_from_dataset(dataset, glove, out, config, val_split)
+            model, history = train_from_dataset(dataset, glove, out, config, val_split, report_split=report_split)
         except (FileNotFoundError, KeyError, ValueError) as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
-        best = model.config.training.get("best", {})
-        typer.echo(
-            f"kept step {best.get('step')}: R-Precision top-1 {best.get('top1', float('nan')):.3f} "
-            f"top-2 {best.get('top2', float('nan')):.3f} top-3 {best.get('top3', float('nan')):.3f}, "
-            f"MM-Dist {best.get('mm_dist', float('nan')):.3f} on {model.config.training.get('val_clips')} "
-            f"{val_split} clips; saved to {out}"
-        )
+        training = model.config.training
+        best, held = training.get("best", {}), training.get("held_out")
+        typer.echo(f"kept step {best.get('step')} (best of the validations on {training.get('val_clips')} "
+                   f"{val_split} clips: {_scores(best)}, optimistic: chosen on that split)")
+        if held:
+            typer.echo(f"held-out {held['split']} ({held['clips']} clips): {_scores(held)}")
+        else:
+            typer.echo(f"no held-out score: split {report_split!r} has fewer than 2 clips")
+        typer.echo(f"saved to {out}")
+
+
+def _scores(s: dict) -> str:
+    """R-Precision top-1/2/3 and MM-Dist of a validation record."""
+    nan = float("nan")
+    return (f"R-Precision top-1 {s.get('top1', nan):.3f} top-2 {s.get('top2', nan):.3f} "
+            f"top-3 {s.get('top3', nan):.3f}, MM-Dist {s.get('mm_dist', nan):.3f}")

@@ -21,7 +21,10 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(1e-4, "--lr"),
         max_clips: Optional[int] = typer.Option(None, "--max-clips", min=1, help="At most this many clips per split."),
         frame_stride: int = typer.Option(1, "--frame-stride", min=1, help="Use every n-th frame of each clip."),
-        val_split: str = typer.Option("val", "--val-split", help="Held-out split for the reported F1."),
+        val_split: str = typer.Option("val", "--val-split", help="Split the decision threshold is chosen on (stored with the classifier)."),
+        eval_split: str = typer.Option("test", "--eval-split", help="Held-out split for the reported F1 (not the --val-split)."),
+        positive_fraction: float = typer.Option(0.3, "--positive-fraction", min=0.0, max=0.95, help="Class-balanced sampling: target share of sampled frames showing each hand (0: off)."),
+        augment: bool = typer.Option(True, "--augment/--no-augment", help="Photometric jitter and small shifts during training."),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Train the two-logit (left, right) ViT hand classifier with the focal loss; report held-out F1."""
@@ -36,13 +39,15 @@ def register(app: typer.Typer) -> None:
                 "give --init-weights PATH (a local timm checkpoint of the arch) or --random-init", param_hint="--init-weights"
             )
         config = HandTrainingConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                    max_clips=max_clips, frame_stride=frame_stride)
+                                    max_clips=max_clips, frame_stride=frame_stride,
+                                    positive_fraction=positive_fraction, augment=augment)
         try:
-            metrics = run(dataset, out, None if random_init else init_weights, config, val_split)
+            metrics = run(dataset, out, None if random_init else init_weights, config, eval_split, val_split)
         except (MissingWeightsError, FileNotFoundError, KeyError, ValueError) as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         typer.echo(
             f"held-out ({metrics['split']}, {metrics['n_frames']} frames) F1 left {metrics['f1_left']:.3f} "
-            f"right {metrics['f1_right']:.3f} mean {metrics['f1_mean']:.3f}; saved to {out}"
+            f"right {metrics['f1_right']:.3f} mean {metrics['f1_mean']:.3f} at threshold {metrics['threshold']:.2f} "
+            f"(chosen on {val_split}); saved to {out}"
         )

@@ -19,6 +19,10 @@ class PoseEstimator(Protocol):
     def unavailable_reason(self) -> str | None:
         """None when the backend can run, else a one-line reason and what to do about it."""
 
+    def cache_id(self) -> str:
+        """Backend name + digest of everything that changes its output (settings, weights);
+        names the per-clip pose cache, so a changed configuration never reads stale poses."""
+
     def estimate(self, frames: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB frames + (3, 3) pinhole K -> (N, 4, 4) camera-to-world poses.
 

@@ -94,6 +94,14 @@ class BuiltinEstimator:
     def unavailable_reason(self) -> str | None:
         return None
 
+    def cache_id(self) -> str:
+        """``builtin-<digest of BuiltinVOConfig>`` (the pose cache's name)."""
+        from dataclasses import asdict
+
+        from egotwin_bench.evaluate.clip_cache import digest
+
+        return f"{self.name}-{digest(asdict(self.config))}"
+
     # -- tracking -------------------------------------------------------------------------
     def _detect(self, gray: np.ndarray, tracks: _Tracks, frame: int) -> None:
         cfg = self.config

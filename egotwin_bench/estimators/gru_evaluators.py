@@ -177,8 +177,9 @@ class TextMotionEvaluator(nn.Module):
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "TextMotionEvaluator":
-        """Load a folder written by `save` (raises FileNotFoundError saying how to make one)."""
-        from safetensors.torch import load_file
+        """Load a folder written by `save` (raises FileNotFoundError saying how to make one, and
+        `WeightsMismatchError` when the weights do not fit the config's architecture exactly)."""
+        from egotwin_bench.weights import load_checked
 
         folder = Path(folder).expanduser()
         missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (folder / f).is_file()]
@@ -188,6 +189,5 @@ class TextMotionEvaluator(nn.Module):
                 "`egotwin-bench train-evaluators --dataset DATASET --glove glove.6B.300d.txt --out DIR`."
             )
         config = EvaluatorConfig(**json.loads((folder / CONFIG_FILE).read_text()))
-        model = cls(config)
-        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+        model = load_checked(cls(config), folder / WEIGHTS_FILE, f"the GRU evaluators of {folder / CONFIG_FILE}")
         return model.to(device).eval()

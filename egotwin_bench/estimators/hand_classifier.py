@@ -23,11 +23,13 @@ from egotwin_bench.constants import HAND_ORDER
 ARCHS: dict[str, dict] = {
     "vit_base_patch16_224": {"model": "vit_base_patch16_224", "img_size": 224, "kwargs": {}},
     "vit_small_patch16_224": {"model": "vit_small_patch16_224", "img_size": 224, "kwargs": {}},
-    # A few-second-to-train ViT for tests and the demo (same code path, random or local init).
+    # A small ViT trained from scratch in minutes on CPU, for tests and the demo (same code path,
+    # random or local init). 128 px input: a glove (~40 px of a 480 px frame) covers ~10 px, most
+    # of one 16 px patch; at 64 px it was ~5 px and the classifier missed most of them.
     "tiny": {
         "model": "vit_tiny_patch16_224",
-        "img_size": 64,
-        "kwargs": {"patch_size": 8, "embed_dim": 96, "depth": 3, "num_heads": 3},
+        "img_size": 128,
+        "kwargs": {"patch_size": 16, "embed_dim": 128, "depth": 4, "num_heads": 4, "global_pool": "max"},
     },
 }
 """`--arch` choices: timm model name, input size and constructor overrides."""
@@ -46,7 +48,11 @@ WEIGHTS_FILE = "model.safetensors"
 
 @dataclass
 class HandClassifierConfig:
-    """Architecture and inference settings stored next to the trained weights."""
+    """Architecture and inference settings stored next to the trained weights.
+
+    `threshold` is the probability at or above which a hand counts as present; training picks it
+    on the validation split (`egotwin_bench.estimators.hand_training.choose_threshold`).
+    """
 
     arch: str = "vit_base_patch16_224"
     threshold: float = 0.5
@@ -67,31 +73,22 @@ def create_model(arch: str) -> torch.nn.Module:
     )
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
-
-
 def load_backbone(model: torch.nn.Module, path: str | Path) -> list[str]:
     """Load pretrained backbone weights from a local file into `model` (the 2-logit head stays new).
 
     Returns the keys left at their initialisation (the head). Raises `MissingWeightsError` when
-    the file is absent and ValueError when it does not fit the architecture.
+    the file is absent and `WeightsMismatchError` (a ValueError) when it does not fit the architecture.
     """
     spec = weights_lib.WeightSpec(name="ViT backbone for the hand classifier", filename=Path(path).name,
                                   source=VIT_INIT_SOURCE)
     path = weights_lib.resolve(spec, path)
-    state = _read_state_dict(path)
+    state = weights_lib.read_state_dict(path)
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in usable]
     backbone_missing = [k for k in missing if not k.startswith("head.")]
     if backbone_missing:
-        raise ValueError(
+        raise weights_lib.WeightsMismatchError(
             f"{path} does not fit this ViT: {len(backbone_missing)} backbone tensors missing or of another "
             f"shape (first: {backbone_missing[:3]}). Use the checkpoint of the --arch you train."
         )
@@ -99,13 +96,29 @@ def load_backbone(model: torch.nn.Module, path: str | Path) -> list[str]:
     return missing
 
 
-def preprocess(frames: np.ndarray | torch.Tensor, img_size: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) RGB -> float (N, 3, img_size, img_size), ImageNet-normalised."""
-    x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+def resize_frames(frames: np.ndarray | torch.Tensor, img_size: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) RGB -> uint8 (N, 3, img_size, img_size), antialiased bilinear.
+
+    The classifier's stored input: training streams these (1/14 of a 480 px frame at 128 px).
+    """
+    x = torch.as_tensor(np.asarray(frames))
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (N, H, W, 3) RGB, got {x.dtype} {tuple(x.shape)}")
+    x = x.permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, s, s) -> float (N, 3, s, s), ImageNet mean/std."""
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return (images.float() / 255.0 - mean) / std
+
+
+def preprocess(frames: np.ndarray | torch.Tensor, img_size: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) RGB -> float (N, 3, img_size, img_size): `resize_frames` then `normalize`."""
+    return normalize(resize_frames(frames, img_size))
 
 
 def focal_loss(
@@ -130,9 +143,8 @@ class HandClassifier:
 
     @classmethod
     def load(cls, folder: str | Path) -> "HandClassifier":
-        """Load a folder written by `save` (``config.json`` + ``model.safetensors``)."""
-        from safetensors.torch import load_file
-
+        """Load a folder written by `save` (``config.json`` + ``model.safetensors``; the weights
+        must fit the arch named in the config exactly)."""
         folder = Path(folder)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (folder / name).is_file():
@@ -144,8 +156,8 @@ class HandClassifier:
         raw = json.loads((folder / CONFIG_FILE).read_text())
         raw["alpha"] = tuple(raw["alpha"])
         config = HandClassifierConfig(**raw)
-        model = create_model(config.arch)
-        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+        model = weights_lib.load_checked(create_model(config.arch), folder / WEIGHTS_FILE,
+                                         f"the {config.arch!r} hand classifier of {folder / CONFIG_FILE}")
         return cls(model, config)
 
     def save(self, folder: str | Path) -> None:

@@ -1,16 +1,40 @@
 """Per-clip result cache keyed by content hash, so a new submission costs only its own clips.
 
-Layout: ``<root>/<namespace>/<hash[:2]>/<hash>.npz``. The namespace names what was computed and
-with what (e.g. ``poses-builtin``, ``hands-<classifier digest>``); entries are written atomically
-(temp file + rename), so a killed run leaves no partial entry and a rerun resumes.
+Layout: ``<root>/<namespace>/<key[:2]>/<key>.npz``. The namespace names what was computed, with
+what and by which toolkit version (`namespace`, e.g. ``poses-builtin-<config digest>-egotwin0.1.0``);
+the key is the hash of exactly the inputs the result depends on: results of the video alone
+(camera poses, hand presence, video features) use the video bytes' hash (`EvalClip.video_key`),
+so a submission sharing videos with an earlier one (the motion-shuffled baseline) reuses them.
+Entries are written atomically (temp file + rename), so a killed run leaves no partial entry
+and a rerun resumes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from egotwin_bench import __version__
+
+
+def digest(*parts: object, length: int = 12) -> str:
+    """Short sha256 hex of `parts` (JSON-encoded, keys sorted; NumPy arrays by their bytes)."""
+    def encode(x: object) -> object:
+        if isinstance(x, np.ndarray):
+            return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest() + str(x.dtype) + str(x.shape)
+        return str(x)
+
+    text = json.dumps(parts, sort_keys=True, default=encode)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def namespace(kind: str, config_id: str) -> str:
+    """Cache folder name of `kind` results made with `config_id`, tagged with the toolkit version."""
+    return f"{kind}-{config_id}-egotwin{__version__}"
 
 
 class ClipCache:

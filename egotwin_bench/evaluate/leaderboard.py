@@ -79,10 +79,14 @@ def leaderboard_markdown(result: "EvaluationResult", reference: str) -> str:
             lines.append(f"- `{report.path.name}`: {len(report.valid_clips)}/{report.n_expected} clips; "
                          f"{len(report.problems)} problem(s)")
             lines += [f"  - {p}" for p in report.problems]
+    if result.provider_failures:
+        lines.append("\n## Metric groups that failed on a submission (no values for it)\n")
+        for key, fails in result.provider_failures.items():
+            lines += [f"- `{key}` **{name}**: {reason}" for name, reason in fails.items()]
     if result.failures:
         lines.append("\n## Clips the pose estimator could not process (NaN, left out of the means)\n")
-        for method, fails in result.failures.items():
-            lines += [f"- `{method}` {clip}: {reason}" for clip, reason in fails.items()]
+        for key, fails in result.failures.items():
+            lines += [f"- `{key}` {clip}: {reason}" for clip, reason in fails.items()]
     return "\n".join(lines) + "\n"
 
 

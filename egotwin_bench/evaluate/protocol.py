@@ -27,7 +27,9 @@ class EvalClip:
         rotations: (81, 23, 3, 3) float32 world segment rotations.
         intrinsics: (3, 3) pinhole K of the 480x480 frames (from the reference clip).
         T_head_camera: (4, 4) camera pose in the Head segment frame (from the reference clip).
-        content_hash: hash of the clip's video + motion bytes, for per-clip feature caches.
+        content_hash: hash of the clip's video + motion bytes (results that use the motion).
+        video_hash: hash of the video bytes alone; empty when unknown (`video_key` then falls
+            back to `content_hash`, which is safe but shares nothing between submissions).
     """
 
     clip_id: str
@@ -38,6 +40,12 @@ class EvalClip:
     intrinsics: np.ndarray
     T_head_camera: np.ndarray
     content_hash: str
+    video_hash: str = ""
+
+    @property
+    def video_key(self) -> str:
+        """Cache key of results that depend on the video only (poses, hand presence, video features)."""
+        return self.video_hash or self.content_hash
 
 
 @dataclass

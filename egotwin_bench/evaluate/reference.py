@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from egotwin_bench.curation.shards import ARRAY_SHAPES, column_array
@@ -58,35 +60,56 @@ def reference_name(dataset: str | Path, split: str = "test") -> str:
     return f"{Path(dataset).resolve().name}@{digest}"
 
 
+def iter_clips(
+    dataset: str | Path,
+    split: str,
+    with_video: bool = True,
+    clip_ids: list[str] | None = None,
+    shard_order: np.ndarray | None = None,
+    batch_rows: int = 16,
+) -> Iterator[ReferenceClip]:
+    """Stream the clips of `split` (or of `clip_ids` within it) shard by shard, `batch_rows` rows
+    at a time, so memory holds one batch of videos however large the split.
+
+    Clips come in shard order (`shard_order`: a permutation of the shard list, e.g. per epoch),
+    then row order within a shard; `load_clips` reorders them as in ``splits.json``.
+    """
+    keep = set(split_ids(dataset, split) if clip_ids is None else clip_ids)
+    columns = ["clip_id", "split", "text", *ARRAY_SHAPES] + (["video_mp4"] if with_video else [])
+    paths = shard_paths(dataset)
+    for k in (range(len(paths)) if shard_order is None else shard_order):
+        parquet = pq.ParquetFile(paths[int(k)])
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+            table = pa.Table.from_batches([batch])
+            rows = [i for i, (cid, sp) in enumerate(zip(table.column("clip_id").to_pylist(),
+                                                         table.column("split").to_pylist()))
+                    if sp == split and cid in keep]
+            if not rows:
+                continue
+            table = table.take(rows)
+            arrays = {name: column_array(table, name) for name in ARRAY_SHAPES}
+            ids = table.column("clip_id").to_pylist()
+            texts = table.column("text").to_pylist()
+            videos = table.column("video_mp4").to_pylist() if with_video else [b""] * len(ids)
+            for i, clip_id in enumerate(ids):
+                yield ReferenceClip(
+                    clip_id=clip_id,
+                    split=split,
+                    text=texts[i],
+                    video_mp4=videos[i],
+                    positions=arrays["motion_positions"][i],
+                    rotations=arrays["motion_rotations"][i],
+                    camera_poses=arrays["camera_poses"][i],
+                    intrinsics=arrays["intrinsics"][i],
+                    T_head_camera=arrays["T_head_camera"][i],
+                    hand_visible=arrays["hand_visible"][i].astype(bool),
+                )
+
+
 def load_clips(dataset: str | Path, split: str, with_video: bool = True, limit: int | None = None) -> list[ReferenceClip]:
     """All clips of `split`, ordered as in ``splits.json`` (at most `limit`)."""
     wanted = split_ids(dataset, split)[:limit]
-    keep = set(wanted)
-    columns = ["clip_id", "split", "text", *ARRAY_SHAPES] + (["video_mp4"] if with_video else [])
-    found: dict[str, ReferenceClip] = {}
-    for path in shard_paths(dataset):
-        table = pq.read_table(path, columns=columns, filters=[("split", "=", split)])
-        if table.num_rows == 0:
-            continue
-        arrays = {name: column_array(table, name) for name in ARRAY_SHAPES}
-        ids = table.column("clip_id").to_pylist()
-        texts = table.column("text").to_pylist()
-        videos = table.column("video_mp4").to_pylist() if with_video else [b""] * len(ids)
-        for i, clip_id in enumerate(ids):
-            if clip_id not in keep:
-                continue
-            found[clip_id] = ReferenceClip(
-                clip_id=clip_id,
-                split=split,
-                text=texts[i],
-                video_mp4=videos[i],
-                positions=arrays["motion_positions"][i],
-                rotations=arrays["motion_rotations"][i],
-                camera_poses=arrays["camera_poses"][i],
-                intrinsics=arrays["intrinsics"][i],
-                T_head_camera=arrays["T_head_camera"][i],
-                hand_visible=arrays["hand_visible"][i].astype(bool),
-            )
+    found = {c.clip_id: c for c in iter_clips(dataset, split, with_video, clip_ids=wanted)}
     missing = [c for c in wanted if c not in found]
     if missing:
         raise ValueError(f"{len(missing)} clips of split {split!r} are in splits.json but in no shard: {missing[:3]}")

@@ -27,7 +27,7 @@ from egotwin_bench.evaluate.submission import (
     SUBMISSION_FILE,
     SubmissionMeta,
     ValidationReport,
-    content_hash,
+    clip_hashes,
     read_motion,
     validate_submission,
 )
@@ -43,6 +43,8 @@ class EvaluateOptions:
     estimator: str = "auto"
     """`builtin`, `droid`, or `auto` (DROID-SLAM when it can run, else builtin)."""
     droid_weights: Path | None = None
+    droid_repo: Path | None = None
+    """DROID-SLAM checkout (None: ``$DROID_SLAM_DIR``)."""
     hand_classifier: Path | None = None
     inception_weights: Path | None = None
     i3d_weights: Path | None = None
@@ -52,6 +54,8 @@ class EvaluateOptions:
     workers: int = 0
     """Ray CPUs for per-clip work (0: in-process; Ray joins `RAY_ADDRESS` when that is set)."""
     n_bootstrap: int = 1000
+    frechet_bootstrap: int = 100
+    """Resamples of the I-FID / FVD / M-FID intervals (each costs one Fréchet distance; 0: none)."""
     seed: int = 0
     cache_dir: Path | None = None
     """Per-clip cache; default ``<out>/cache``."""
@@ -82,9 +86,9 @@ def resolve_estimator(options: EvaluateOptions):
     from egotwin_bench.estimators import make_estimator
 
     if options.estimator == "auto":
-        droid = make_estimator("droid", options.droid_weights)
+        droid = make_estimator("droid", options.droid_weights, options.droid_repo)
         return droid if droid.unavailable_reason() is None else make_estimator("builtin")
-    return make_estimator(options.estimator, options.droid_weights)
+    return make_estimator(options.estimator, options.droid_weights, options.droid_repo)
 
 
 def _cache_root(options: EvaluateOptions) -> Path:
@@ -106,6 +110,7 @@ def _video_quality(options: EvaluateOptions) -> list[MetricProvider]:
         inception_weights=_str(options.inception_weights), i3d_weights=_str(options.i3d_weights),
         clip_weights=_str(options.clip_weights), device=_device(options),
         feature_cache=str(_cache_root(options) / "features"), bootstrap_resamples=options.n_bootstrap,
+        frechet_bootstrap_resamples=options.frechet_bootstrap,
     )
     return list(video_quality_providers(config))
 
@@ -114,7 +119,8 @@ def _motion_quality(options: EvaluateOptions) -> list[MetricProvider]:
     from egotwin_bench.metrics.motion_quality import MotionQualityConfig, MotionQualityProvider
 
     config = MotionQualityConfig(evaluator_dir=_str(options.evaluator_dir), device=_device(options),
-                                 bootstrap_resamples=options.n_bootstrap)
+                                 bootstrap_resamples=options.n_bootstrap,
+                                 frechet_bootstrap_resamples=options.frechet_bootstrap)
     return [MotionQualityProvider(config)]
 
 
@@ -129,15 +135,17 @@ QUALITY_GROUPS: tuple[tuple[str, str], ...] = (
 
 
 def _quality_providers(options: EvaluateOptions) -> list[MetricProvider]:
-    """The video and motion quality providers; a group whose module is absent or has another API
-    becomes an `UnavailableProvider` saying so (its metrics are then skipped, not faked)."""
+    """The video and motion quality providers; a group whose module (or one of its optional
+    dependencies) cannot be imported becomes an `UnavailableProvider` saying so (its metrics are
+    then skipped, not faked). Any other error is a bug and propagates. Missing weights are not
+    an error here: each provider reports them from `unavailable_reason()`."""
     providers: list[MetricProvider] = []
     for (group, metrics), factory in zip(QUALITY_GROUPS, (_video_quality, _motion_quality)):
         try:
             providers += factory(options)
-        except (ImportError, AttributeError, TypeError) as err:
+        except ImportError as err:
             providers.append(UnavailableProvider(
-                group, f"{metrics}: egotwin_bench.metrics.{group} is not usable here ({type(err).__name__}: {err})"))
+                group, f"{metrics}: egotwin_bench.metrics.{group} cannot be imported here ({type(err).__name__}: {err})"))
     return providers
 
 
@@ -179,16 +187,18 @@ def reference_eval_clip(ref: ReferenceClip) -> EvalClip:
         clip_id=ref.clip_id, text=ref.text, load_video=functools.partial(_decode_bytes, ref.video_mp4),
         positions=ref.positions, rotations=ref.rotations, intrinsics=ref.intrinsics,
         T_head_camera=ref.T_head_camera, content_hash=h.hexdigest(),
+        video_hash=hashlib.sha256(ref.video_mp4).hexdigest(),
     )
 
 
 def submission_eval_clip(folder: Path, meta: SubmissionMeta, ref: ReferenceClip) -> EvalClip:
     """One submitted clip (video read lazily) with the reference clip's camera model."""
     positions, rotations = read_motion(folder / f"{ref.clip_id}.npz", meta.motion_format)
+    video_hash, content = clip_hashes(folder, ref.clip_id)
     return EvalClip(
         clip_id=ref.clip_id, text=ref.text, load_video=functools.partial(_decode_file, folder / f"{ref.clip_id}.mp4"),
         positions=positions, rotations=rotations, intrinsics=ref.intrinsics, T_head_camera=ref.T_head_camera,
-        content_hash=content_hash(folder, ref.clip_id),
+        content_hash=content, video_hash=video_hash,
     )
 
 
@@ -219,7 +229,10 @@ class EvaluationResult:
     reports: list[ValidationReport]
     rejected: list[ValidationReport]
     failures: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Submission -> {clip_id: reason} for clips the pose estimator could not process."""
+    """``method/task`` -> {clip_id: reason} for clips the pose estimator could not process."""
+    provider_failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    """``method/task`` -> {provider name: error} for metric groups that raised on that submission
+    (their columns stay empty for it; other submissions keep theirs)."""
     trajectories: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     higher_is_better: dict[str, bool] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -269,7 +282,7 @@ def evaluate_submissions(
     if options.estimator == "auto" and estimator == "builtin":
         from egotwin_bench.estimators import make_estimator
 
-        why = make_estimator("droid", options.droid_weights).unavailable_reason()
+        why = make_estimator("droid", options.droid_weights, options.droid_repo).unavailable_reason()
         result.notes.append(f"Camera poses from the builtin estimator (--estimator auto; DROID-SLAM not used: {why}).")
     started_ray = _init_ray(options.workers)
     try:
@@ -283,6 +296,7 @@ def evaluate_submissions(
             meta = report.meta
             generated = [submission_eval_clip(Path(folder), meta, by_id[c]) for c in report.valid_clips]
             reference = [reference_eval_clip(by_id[c]) for c in report.valid_clips]
+            key = f"{meta.method}/{meta.task}"
             row: dict = {"method": meta.method, "task": meta.task, "n_clips": len(generated),
                          "estimator": estimator, "toolkit_version": __version__}
             per_clip = {"clip_id": [c.clip_id for c in generated]}
@@ -291,16 +305,16 @@ def evaluate_submissions(
                 try:
                     res = provider.evaluate(generated, reference, rng)
                 except Exception as err:  # noqa: BLE001 - one failing metric group must not lose the rest
-                    result.skipped[provider.name] = f"failed on {meta.method}/{meta.task}: {type(err).__name__}: {err}"
+                    result.provider_failures.setdefault(key, {})[provider.name] = f"{type(err).__name__}: {err}"
                     continue
                 for name, value in res.metrics.items():
                     row[name], row[f"{name}_low"], row[f"{name}_high"] = value.value, value.low, value.high
                 per_clip.update({k: np.asarray(v) for k, v in res.per_clip.items()})
                 if hasattr(provider, "trajectories"):
-                    result.trajectories[meta.method + "/" + meta.task] = dict(provider.trajectories)
+                    result.trajectories[key] = dict(provider.trajectories)
                     provider.trajectories.clear()
                 if getattr(provider, "failures", None):
-                    result.failures[meta.method] = dict(provider.failures)
+                    result.failures[key] = dict(provider.failures)
                     provider.failures.clear()
             result.rows.append(row)
             for i, clip_id in enumerate(per_clip["clip_id"]):

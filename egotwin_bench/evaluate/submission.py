@@ -32,6 +32,10 @@ MOTION_FORMATS: tuple[str, ...] = ("world_joints", "head_centric")
 REQUIRED_FIELDS: tuple[str, ...] = ("method", "task", "motion_format")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 """Allowed method names and file stems: no path separators, no leading dot, no spaces."""
+IGNORED_OS_FILES: frozenset[str] = frozenset({".DS_Store"})
+"""Hidden files an OS writes into folders on its own (macOS Finder); the only entries the
+validator skips silently. Any other dot-file (an editor backup, a leftover ``.<clip>.mp4.tmp`` of
+an interrupted write, AppleDouble ``._*`` copies) is reported."""
 
 
 @dataclass
@@ -161,12 +165,13 @@ def read_motion(path: Path, motion_format: str) -> tuple[np.ndarray, np.ndarray]
         return np.asarray(positions, np.float32), np.asarray(rotations, np.float32)
 
 
-def content_hash(folder: Path, clip_id: str) -> str:
-    """sha256 of the clip's video bytes followed by its motion bytes."""
-    h = hashlib.sha256()
-    for suffix in (".mp4", ".npz"):
-        h.update((folder / f"{clip_id}{suffix}").read_bytes())
-    return h.hexdigest()
+def clip_hashes(folder: Path, clip_id: str) -> tuple[str, str]:
+    """(video hash, content hash) of a submitted clip: sha256 of the video bytes, and sha256 of
+    the video bytes followed by the motion bytes."""
+    video = (folder / f"{clip_id}.mp4").read_bytes()
+    content = hashlib.sha256(video)
+    content.update((folder / f"{clip_id}.npz").read_bytes())
+    return hashlib.sha256(video).hexdigest(), content.hexdigest()
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -244,11 +249,15 @@ def validate_submission(folder: str | Path, expected_ids: list[str], reference: 
     expected = set(expected_ids)
     present: dict[str, set[str]] = {}
     for entry in sorted(folder.iterdir()):
-        if entry.name == SUBMISSION_FILE or entry.name.startswith("."):
+        if entry.name == SUBMISSION_FILE or entry.name in IGNORED_OS_FILES:
             continue
         stem, suffix = entry.stem, entry.suffix
         if entry.is_symlink() or not entry.is_file():
             problems.append(Problem(f"unexpected {'link' if entry.is_symlink() else 'folder'} {entry.name!r}"))
+            continue
+        if entry.name.startswith("."):
+            problems.append(Problem(f"hidden file {entry.name!r}: remove it (a submission holds only "
+                                    f"{SUBMISSION_FILE} and <clip_id>.mp4 / .npz)"))
             continue
         if suffix not in (".mp4", ".npz"):
             problems.append(Problem(f"unexpected file {entry.name!r} (only <clip_id>.mp4 / .npz)"))

@@ -15,6 +15,12 @@ S1 = A^T A with A the (n, D) centred features / sqrt(n - 1), and the same trace 
 exactly from the small symmetric (n, n) matrix A S2 A^T (whose eigenvalues are the non-zero
 eigenvalues of S1 S2): tr((S1 S2)^{1/2}) = sum sqrt(eig(A S2 A^T)). This costs O(n D^2) instead
 of the O(D^3) Schur decomposition of `sqrtm` (minutes for D = 2048 on a small CPU).
+
+Many distances against one reference (bootstrap intervals over clips): `FrechetReference`
+computes R = S_ref^{1/2} once; then for each resampled set with centred features A / sqrt(n - 1),
+tr((S_x S_ref)^{1/2}) = tr((R S_x R)^{1/2}) = the nuclear norm of A R (sum of its singular
+values, from the eigenvalues of the smaller of its two Gram matrices): one matrix product and
+one symmetric eigendecomposition of size min(n, D) per resample, never a non-symmetric sqrtm.
 """
 
 from __future__ import annotations
@@ -102,6 +108,37 @@ def trace_sqrt_product_low_rank(features: np.ndarray, sigma: np.ndarray) -> floa
     a = (x - x.mean(axis=0)) / np.sqrt(x.shape[0] - 1)
     m = a @ np.asarray(sigma, dtype=np.float64) @ a.T
     return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum())
+
+
+@dataclass(frozen=True)
+class FrechetReference:
+    """A reference Gaussian with R = S^{1/2} (symmetric PSD root) precomputed, for many Fréchet
+    distances of feature sets against it (bootstrap resamples)."""
+
+    stats: GaussianStats
+    sigma_sqrt: np.ndarray
+
+    @classmethod
+    def fit(cls, reference: GaussianStats | np.ndarray) -> "FrechetReference":
+        """From reference stats, or from (N, D) reference features (fitted here)."""
+        stats = reference if isinstance(reference, GaussianStats) else gaussian_stats(reference)
+        return cls(stats, _sqrtm_psd(stats.sigma))
+
+    def distance(self, features: np.ndarray) -> float:
+        """d² between the Gaussian fitted to (n, D) `features` (n >= 2) and the reference."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.stats.mu.shape[0]:
+            raise ValueError(f"features must be (n, {self.stats.mu.shape[0]}), got {x.shape}")
+        if x.shape[0] < 2:
+            raise ValueError(f"need at least 2 feature vectors for a covariance, got {x.shape[0]}")
+        mu = x.mean(axis=0)
+        a = (x - mu) / np.sqrt(x.shape[0] - 1)
+        b = a @ self.sigma_sqrt
+        gram = b @ b.T if b.shape[0] <= b.shape[1] else b.T @ b
+        tr_sqrt = float(np.sqrt(np.clip(np.linalg.eigvalsh((gram + gram.T) / 2), 0.0, None)).sum())
+        diff = mu - self.stats.mu
+        d2 = diff @ diff + float(np.sum(a * a)) + np.trace(self.stats.sigma) - 2.0 * tr_sqrt
+        return float(max(d2, 0.0))
 
 
 def _is_low_rank_set(x: GaussianStats | np.ndarray) -> bool:

@@ -78,8 +78,8 @@ def hand_score(presence: np.ndarray, visibility: np.ndarray) -> float:
 class HandConsistencyProvider:
     """HandScore of generated videos (ViT hand classifier) against generated motions.
 
-    Per-clip classifier outputs (41, 2) are cached by content hash under
-    ``hands-<sha256[:12] of the classifier weights>``.
+    Per-clip classifier outputs (41, 2) depend on the video only: they are cached by the video
+    bytes' hash under ``hands-<digest of the classifier weights, arch and threshold>-egotwin<version>``.
     """
 
     name = "hand_consistency"
@@ -108,24 +108,35 @@ class HandConsistencyProvider:
             return f"hand classifier folder {folder} lacks {', '.join(absent)} (train-hand-classifier writes them)"
         return None
 
-    def presence(self, clips: list) -> np.ndarray:
-        """(N, 41, 2) bool classifier output per clip (cached)."""
+    def cache_id(self) -> str:
+        """Digest of the classifier's weights (sha256), arch and threshold: names the presence cache."""
+        import json
         from pathlib import Path
 
+        from egotwin_bench import weights
+        from egotwin_bench.estimators.hand_classifier import CONFIG_FILE, WEIGHTS_FILE
+        from egotwin_bench.evaluate.clip_cache import digest
+
+        folder = Path(self.classifier_dir)
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        return digest(weights.sha256_of(folder / WEIGHTS_FILE), config.get("arch"), config.get("threshold"))
+
+    def presence(self, clips: list) -> np.ndarray:
+        """(N, 41, 2) bool classifier output per clip (cached by video hash)."""
         from tqdm.auto import tqdm
 
-        from egotwin_bench import weights
-        from egotwin_bench.estimators.hand_classifier import WEIGHTS_FILE, HandClassifier
+        from egotwin_bench.estimators.hand_classifier import HandClassifier
+        from egotwin_bench.evaluate.clip_cache import namespace
 
-        namespace = "hands-" + weights.sha256_of(Path(self.classifier_dir) / WEIGHTS_FILE)[:12]
+        space = namespace("hands", self.cache_id())
         out = []
         for clip in tqdm(clips, desc="hand presence", leave=False):
-            hit = self.cache.get(namespace, clip.content_hash)
+            hit = self.cache.get(space, clip.video_key)
             if hit is None:
                 if self._classifier is None:
                     self._classifier = HandClassifier.load(self.classifier_dir)
                 hit = {"presence": self._classifier.predict(clip.load_video())}
-                self.cache.put(namespace, clip.content_hash, **hit)
+                self.cache.put(space, clip.video_key, **hit)
             out.append(hit["presence"].astype(bool))
         return np.stack(out)
 

@@ -21,8 +21,10 @@ import torch
 
 from egotwin_bench.evaluate.protocol import EvalClip, MetricValue, ProviderResult
 from egotwin_bench.metrics.bootstrap import bootstrap, bootstrap_mean
-from egotwin_bench.metrics.frechet import frechet_distance
+from egotwin_bench.metrics.frechet import FrechetReference
 
+EVALUATOR_FLAG: str = "--evaluator-dir"
+"""The `egotwin-bench evaluate` flag naming the trained evaluators' folder."""
 R_PRECISION_BATCH: int = 32
 TOP_K: int = 3
 DIVERSITY_PAIRS: int = 300
@@ -96,14 +98,15 @@ class MotionQualityProvider:
         from egotwin_bench.estimators.gru_evaluators import CONFIG_FILE, WEIGHTS_FILE
 
         if self.config.evaluator_dir is None:
-            return ("no GRU evaluator folder given; train one with `egotwin-bench train-evaluators` and pass it "
-                    "(e.g. --evaluators DIR)")
+            return ("no GRU evaluator folder given; train one with `egotwin-bench train-evaluators --out DIR` "
+                    f"and pass it as {EVALUATOR_FLAG} DIR")
         from pathlib import Path
 
         folder = Path(self.config.evaluator_dir).expanduser()
         missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (folder / f).is_file()]
         if missing:
-            return f"GRU evaluators: {', '.join(missing)} missing in {folder}; run `egotwin-bench train-evaluators`"
+            return (f"GRU evaluators: {', '.join(missing)} missing in {folder} ({EVALUATOR_FLAG}); "
+                    "run `egotwin-bench train-evaluators --out DIR`")
         return None
 
     @property
@@ -124,8 +127,9 @@ class MotionQualityProvider:
         hits, dists = r_precision(gen_text, gen_motion, rng)
         per_hit = hits.astype(np.float64)
         c = self.config
+        target = FrechetReference.fit(ref_motion)
         metrics = {
-            "M-FID": bootstrap(lambda i: frechet_distance(gen_motion[i], ref_motion), len(gen_motion), rng,
+            "M-FID": bootstrap(lambda i: target.distance(gen_motion[i]), len(gen_motion), rng,
                                c.frechet_bootstrap_resamples),
             "R-Prec": bootstrap_mean(per_hit[:, 2], rng, c.bootstrap_resamples),
             "R-Prec@1": bootstrap_mean(per_hit[:, 0], rng, c.bootstrap_resamples),

@@ -14,9 +14,15 @@ Networks (architectures built in code, weights from local files, see `egotwin_be
   Hugging Face format (transformers is already a dependency; open_clip would add one and load
   the same OpenAI weights). Frames: shortest side to 224 bicubic, centre crop, CLIP mean/std.
 
-Per-clip features are cached by (network, weights file, clip content hash) under
-``$EGOTWIN_CACHE/features``, so reference statistics of the test split are computed once and a
-new submission costs only its own clips.
+Per-clip features depend on the video only and are cached by (network, weights file, toolkit
+version; the folder name) and the video bytes' hash (the file name; CLIP-SIM: video hash and
+prompt) under ``$EGOTWIN_CACHE/features`` (the runner: ``<cache>/features``), so the reference
+features of the test split are computed once and a new submission costs only its new videos.
+
+Intervals: I-FID and FVD are bootstrapped over clips (a resample draws clips with replacement
+and pools their frames / clip vectors) against the fixed reference Gaussian, through
+`FrechetReference` (the reference's covariance root computed once, one symmetric
+eigendecomposition per resample); `frechet_bootstrap_resamples` = 0 gives NaN bounds.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from torch import nn
 from egotwin_bench import weights
 from egotwin_bench.evaluate.protocol import EvalClip, ProviderResult
 from egotwin_bench.metrics.bootstrap import bootstrap, bootstrap_mean
-from egotwin_bench.metrics.frechet import frechet_distance, gaussian_stats
+from egotwin_bench.metrics.frechet import FrechetReference
 
 INCEPTION_SIZE: int = 299
 INCEPTION_DIM: int = 2048
@@ -62,26 +68,10 @@ def load_state_dict_file(module: nn.Module, path: str | Path, what: str) -> nn.M
     """Load a ``.pt``/``.pth`` (or ``.safetensors``) state dict strictly into `module`.
 
     Accepts a bare state dict or one wrapped as ``{"state_dict": ...}`` / ``{"model": ...}``.
-    Raises ValueError naming missing/unexpected keys when the file is for another network.
+    Raises `weights.WeightsMismatchError` (a ValueError) naming the file and the missing /
+    unexpected / reshaped tensors when it is for another network.
     """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{path} does not hold {what} weights: {len(result.missing_keys)} missing keys "
-            f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
-            f"(e.g. {result.unexpected_keys[:3]})"
-        )
-    return module
+    return weights.load_checked(module, path, what)
 
 
 def _frames_to_float(frames: torch.Tensor) -> torch.Tensor:
@@ -185,7 +175,18 @@ def load_clip(folder: str | Path | None = None) -> ClipScorer:
             f"{'model.safetensors (or pytorch_model.bin)' if not has_weights else 'tokenizer.json (or vocab.json + merges.txt)'}."
             f" Get the whole folder from {weights.CLIP_VIT_B32.source}."
         )
-    model = CLIPModel.from_pretrained(folder, local_files_only=True)
+    try:
+        model, info = CLIPModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError) as err:  # e.g. a size mismatch against config.json
+        raise weights.WeightsMismatchError(f"{folder} does not load as {weights.CLIP_VIT_B32.name}: {err}") from None
+    # Older checkpoints carry the non-persistent `position_ids` buffers: harmless extras.
+    unexpected = [k for k in info["unexpected_keys"] if not k.endswith("position_ids")]
+    problems = [f"{len(v)} tensors {label} (e.g. {', '.join(map(str, v[:3]))})" for label, v in (
+        ("missing", info["missing_keys"]), ("unexpected", unexpected), ("of another shape", info["mismatched_keys"]))
+        if v]
+    if problems:
+        raise weights.WeightsMismatchError(
+            f"{folder} does not hold {weights.CLIP_VIT_B32.name} weights matching its config.json: {'; '.join(problems)}")
     return ClipScorer(model, CLIPTokenizer.from_pretrained(folder, local_files_only=True))
 
 
@@ -193,12 +194,20 @@ def load_clip(folder: str | Path | None = None) -> ClipScorer:
 
 
 class FeatureCache:
-    """Per-clip arrays on disk keyed by (extractor id, clip key); atomic writes; None disables."""
+    """Per-clip arrays on disk keyed by (extractor id, clip key); atomic writes; None disables.
 
-    def __init__(self, root: str | Path | None, extractor_id: str):
-        self.dir = None if root is None else Path(root) / hashlib.sha256(extractor_id.encode()).hexdigest()[:16]
+    The folder is ``<root>/<name>-<sha256(extractor id)[:16]>``; the extractor id names the
+    network, its settings, its weights file and the toolkit version.
+    """
+
+    def __init__(self, root: str | Path | None, extractor_id: str, name: str = "features"):
+        from egotwin_bench import __version__
+
+        full_id = f"{extractor_id}|egotwin{__version__}"
+        self.dir = None if root is None else Path(root) / f"{name}-{hashlib.sha256(full_id.encode()).hexdigest()[:16]}"
 
     def get_or_compute(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array of `key`, else `compute()` stored under it (no caching for an empty key)."""
         if self.dir is None or not key:
             return compute()
         path = self.dir / f"{key}.npy"
@@ -238,8 +247,8 @@ class VideoQualityConfig:
     feature_cache: str | None = "default"
     """Folder of the per-clip feature cache; "default": `weights.features_dir()`; None: no cache."""
     bootstrap_resamples: int = 1000
-    frechet_bootstrap_resamples: int = 0
-    """Fréchet metrics re-fit a Gaussian per resample (2048-d sqrtm: seconds each); 0 = no interval."""
+    frechet_bootstrap_resamples: int = 100
+    """Resamples of the I-FID / FVD intervals (each costs about one Fréchet distance); 0: NaN bounds."""
 
 
 class _NetworkProvider:
@@ -248,7 +257,11 @@ class _NetworkProvider:
     name = ""
     metric_names: tuple[str, ...] = ()
     higher_is_better: dict[str, bool] = {}
-    spec: weights.WeightSpec
+
+    @property
+    def spec(self) -> weights.WeightSpec:
+        """The weight artefact (read from `egotwin_bench.weights` at call time)."""
+        raise NotImplementedError
 
     def __init__(self, config: VideoQualityConfig | None = None):
         self.config = config or VideoQualityConfig()
@@ -274,7 +287,7 @@ class _NetworkProvider:
         root = self.config.feature_cache
         root = weights.features_dir() if root == "default" else root
         path = weights.resolve(self.spec, self.weights_path(), verify=False)
-        return FeatureCache(root, f"{self.name}|{self.cache_tag()}|{weights_identity(path)}")
+        return FeatureCache(root, f"{self.name}|{self.cache_tag()}|{weights_identity(path)}", self.name)
 
     def cache_tag(self) -> str:
         return ""
@@ -290,7 +303,10 @@ class IFIDProvider(_NetworkProvider):
     name = "ifid"
     metric_names = ("I-FID",)
     higher_is_better = {"I-FID": False}
-    spec = weights.INCEPTION_V3
+
+    @property
+    def spec(self) -> weights.WeightSpec:
+        return weights.INCEPTION_V3
 
     def weights_path(self) -> str | None:
         return self.config.inception_weights
@@ -311,13 +327,13 @@ class IFIDProvider(_NetworkProvider):
         from tqdm.auto import tqdm
 
         cache = self.cache()
-        return [cache.get_or_compute(c.content_hash, lambda c=c: self.clip_features(c))
+        return [cache.get_or_compute(c.video_key, lambda c=c: self.clip_features(c))
                 for c in tqdm(clips, desc="I-FID features", unit="clip", leave=False)]
 
     def evaluate(self, generated: list[EvalClip], reference: list[EvalClip], rng: np.random.Generator) -> ProviderResult:
         gen, ref = self.features(generated), self.features(reference)
-        ref_stats = gaussian_stats(np.concatenate(ref))
-        value = bootstrap(lambda idx: frechet_distance(np.concatenate([gen[i] for i in idx]), ref_stats),
+        target = FrechetReference.fit(np.concatenate(ref))
+        value = bootstrap(lambda idx: target.distance(np.concatenate([gen[i] for i in idx])),
                           len(gen), rng, self.config.frechet_bootstrap_resamples)
         return ProviderResult(metrics={"I-FID": value})
 
@@ -328,7 +344,10 @@ class FVDProvider(_NetworkProvider):
     name = "fvd"
     metric_names = ("FVD",)
     higher_is_better = {"FVD": False}
-    spec = weights.I3D_KINETICS400
+
+    @property
+    def spec(self) -> weights.WeightSpec:
+        return weights.I3D_KINETICS400
 
     def weights_path(self) -> str | None:
         return self.config.i3d_weights
@@ -344,13 +363,13 @@ class FVDProvider(_NetworkProvider):
         def one(c: EvalClip) -> np.ndarray:
             return self.net(_video_tensor(c)[None].to(self.config.device))[0].cpu().numpy()
 
-        return np.stack([cache.get_or_compute(c.content_hash, lambda c=c: one(c))
+        return np.stack([cache.get_or_compute(c.video_key, lambda c=c: one(c))
                          for c in tqdm(clips, desc="FVD features", unit="clip", leave=False)])
 
     def evaluate(self, generated: list[EvalClip], reference: list[EvalClip], rng: np.random.Generator) -> ProviderResult:
         gen, ref = self.features(generated), self.features(reference)
-        ref_stats = gaussian_stats(ref)
-        value = bootstrap(lambda idx: frechet_distance(gen[idx], ref_stats), len(gen), rng,
+        target = FrechetReference.fit(ref)
+        value = bootstrap(lambda idx: target.distance(gen[idx]), len(gen), rng,
                           self.config.frechet_bootstrap_resamples)
         return ProviderResult(metrics={"FVD": value})
 
@@ -361,7 +380,10 @@ class ClipSimProvider(_NetworkProvider):
     name = "clip_sim"
     metric_names = ("CLIP-SIM",)
     higher_is_better = {"CLIP-SIM": True}
-    spec = weights.CLIP_VIT_B32
+
+    @property
+    def spec(self) -> weights.WeightSpec:
+        return weights.CLIP_VIT_B32
 
     def weights_path(self) -> str | None:
         return self.config.clip_weights
@@ -389,10 +411,10 @@ class ClipSimProvider(_NetworkProvider):
 
 
 def _text_key(clip: EvalClip) -> str:
-    """Cache key of a (video, prompt) pair; empty when the clip has no content hash."""
-    if not clip.content_hash:
+    """Cache key of a (video, prompt) pair; empty when the clip has no hash."""
+    if not clip.video_key:
         return ""
-    return hashlib.sha256(f"{clip.content_hash}|{clip.text}".encode()).hexdigest()
+    return hashlib.sha256(f"{clip.video_key}|{clip.text}".encode()).hexdigest()
 
 
 def video_quality_providers(config: VideoQualityConfig | None = None) -> list[_NetworkProvider]:

@@ -8,7 +8,10 @@ trajectory implied by the generated motion:
    with the reference clip's ``T_head_camera``;
 2. both trajectories are expressed relative to their first frame: ``T_0^-1 @ T_k``;
 3. the estimated camera translations are scaled by the least-squares factor
-   ``s = <t_c, t_m> / <t_c, t_c>`` (monocular estimators have no metric scale);
+   ``s = max(0, <t_c, t_m> / <t_c, t_c>)`` (monocular estimators have no metric scale; a
+   negative factor would mirror the trajectory through its start, which is not a change of
+   scale, so a camera moving backwards is scored against the forward head motion, not fitted
+   to it);
 4. ``TransErr = mean_k ||s t_c(k) - t_m(k)||`` in metres and
    ``RotErr = mean_k arccos((tr(R_c(k)^T R_m(k)) - 1) / 2)`` in radians, over frames 1..40
    (frame 0 is the identity in both by construction).
@@ -35,13 +38,19 @@ def relative_to_first(poses: np.ndarray) -> np.ndarray:
 
 
 def least_squares_scale(estimated: np.ndarray, target: np.ndarray) -> float:
-    """Scale s minimising ``sum ||s * estimated - target||^2`` for (N, 3) translations.
+    """Scale s >= 0 minimising ``sum ||s * estimated - target||^2`` for (N, 3) translations.
 
-    Returns 0 when the estimated translations are all zero (a rotation-only estimate), so the
-    error then equals the target's own displacement.
+    The unconstrained optimum ``<e, t> / <e, e>`` is clamped at 0: a negative factor mirrors the
+    trajectory (point reflection through frame 0), which is not a scale, and would give a
+    camera moving backwards zero error against forward head motion. With s = 0 (also for an
+    all-zero, rotation-only estimate) the error equals the target's own displacement.
     """
+    estimated = np.asarray(estimated, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if estimated.shape != target.shape:
+        raise ValueError(f"translations differ in shape: {estimated.shape} vs {target.shape}")
     denom = float(np.sum(estimated * estimated))
-    return float(np.sum(estimated * target)) / denom if denom > 0.0 else 0.0
+    return max(0.0, float(np.sum(estimated * target)) / denom) if denom > 0.0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -117,10 +126,13 @@ def _estimate_poses(job: tuple) -> tuple[np.ndarray | None, str | None]:
 class ViewConsistencyProvider:
     """TransErr / RotErr of generated videos (pose estimator) against generated motions.
 
-    Per-clip estimated poses are cached by the clip's content hash under ``poses-<backend>``.
-    A clip the estimator fails on gets NaN errors and its reason in `failures`; set-level
-    values are means over the clips that worked. `trajectories` keeps, per clip id, the scaled
-    relative camera positions and the head-camera positions (41, 3) each, for plots.
+    Per-clip estimated poses depend on the video (and the reference intrinsics) only, so they are
+    cached by the video bytes' hash under ``poses-<estimator cache_id>-egotwin<version>``: a
+    submission whose videos were already scored (e.g. the motion-shuffled baseline after the
+    ground truth) estimates no pose. A clip the estimator fails on gets NaN errors and its reason
+    in `failures`; set-level values are means over the clips that worked. `trajectories` keeps,
+    per clip id, the scaled relative camera positions and the head-camera positions (41, 3)
+    each, for plots.
     """
 
     name = "view_consistency"
@@ -141,27 +153,37 @@ class ViewConsistencyProvider:
     def unavailable_reason(self) -> str | None:
         return self.estimator.unavailable_reason()
 
+    @staticmethod
+    def pose_key(clip) -> str:
+        """Cache key of a clip's estimated poses: its video hash + a digest of its intrinsics."""
+        from egotwin_bench.evaluate.clip_cache import digest
+
+        return f"{clip.video_key}-{digest(np.asarray(clip.intrinsics, dtype=np.float64), length=8)}"
+
     def camera_poses(self, clips: list) -> list[np.ndarray | None]:
         """Estimated (41, 4, 4) poses per clip (cached), None where the estimator failed."""
+        from egotwin_bench.evaluate.clip_cache import namespace
         from egotwin_bench.evaluate.parallel import map_items
 
-        namespace = f"poses-{self.estimator.name}"
+        space = namespace("poses", self.estimator.cache_id())
         poses: list[np.ndarray | None] = [None] * len(clips)
-        todo = []
+        todo: dict[str, list[int]] = {}  # key -> clips sharing it (identical videos estimate once)
         for i, clip in enumerate(clips):
-            hit = self.cache.get(namespace, clip.content_hash)
+            hit = self.cache.get(space, self.pose_key(clip))
             if hit is not None:
                 poses[i] = hit["poses"]
             else:
-                todo.append(i)
-        results = map_items(_estimate_poses, [(self.estimator, clips[i]) for i in todo],
+                todo.setdefault(self.pose_key(clip), []).append(i)
+        first = [idx[0] for idx in todo.values()]
+        results = map_items(_estimate_poses, [(self.estimator, clips[i]) for i in first],
                             desc=f"camera poses ({self.estimator.name})", parallel=self.parallel)
-        for i, (p, reason) in zip(todo, results):
+        for (key, idx), (p, reason) in zip(todo.items(), results):
             if p is None:
-                self.failures[clips[i].clip_id] = reason
+                self.failures.update({clips[i].clip_id: reason for i in idx})
                 continue
-            poses[i] = p
-            self.cache.put(namespace, clips[i].content_hash, poses=p)
+            for i in idx:
+                poses[i] = p
+            self.cache.put(space, key, poses=p)
         return poses
 
     def evaluate(self, generated: list, reference: list, rng: np.random.Generator):
