@@ -131,6 +131,8 @@ class ExportedRecordingWriter:
     def __init__(self, data_dir: str | Path, calibration, fps: int, crf: int = 18):
         import av
 
+        from egotwin_bench.curation.video import X264_OPTIONS
+
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.calibration = calibration
@@ -143,7 +145,9 @@ class ExportedRecordingWriter:
         stream = self._container.add_stream("libx264", rate=int(fps))
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "tune": "grain"}
+        # mbtree off and one thread (`X264_OPTIONS`): byte-identical files for identical frames
+        # (with mbtree, x264 encoded identical frames differently under CPU load).
+        stream.options = X264_OPTIONS | {"crf": str(crf), "preset": "veryfast", "tune": "grain"}
         stream.codec_context.thread_count = 1
         self._stream = stream
         self._device: list[int] = []

@@ -21,6 +21,9 @@ WALKWAY_MARGIN: float = 0.85
 PATH_CLEARANCE: float = 0.55
 """The pelvis never comes closer than this to a wall (stations included)."""
 FURNITURE_DEPTH_MAX: float = 0.45
+CROUCH_STANDOFF: float = 0.68
+"""Pelvis distance (metres) from the furniture's front face for a crouching pick: the forward lean
+brings the head ~0.3 m closer, and the glasses' camera sits ~0.1 m in front of the head."""
 
 # Surface colours avoid saturated green and magenta: those are the gloves (see body.py).
 OBJECT_COLOURS: dict[str, tuple[float, float, float]] = {
@@ -200,6 +203,8 @@ def make_scene(location_index: int, seed: int) -> Scene:
                 action = "crouch_pick" if z0 < 0.6 else ("reach" if z0 > 1.0 else "pick")
                 pos = stand.copy()
                 pos[other] = along
+                if action == "crouch_pick":  # the crouch leans the head forward: stand back from the furniture
+                    pos[axis] = far + inward * CROUCH_STANDOFF
                 stations.append(Station(pos, yaw, len(boxes) - 1, action, float(z0)))
     # A floor object in the open for crouching.
     cname = next(colour_iter)
