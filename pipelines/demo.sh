@@ -80,8 +80,6 @@ weights=()
   --results "$DEMO/results" --out "$DEMO/results/demo.png"
 
 echo
-cat "$DEMO/results/leaderboard.md"
-echo
 echo "Done in $(( $(date +%s) - started )) s. Results:"
 echo "  leaderboard   $DEMO/results/leaderboard.csv (+ leaderboard.md, per_clip.parquet, plots/)"
 echo "  picture       $DEMO/results/demo.png (reference vs generated clips + leaderboard)"
