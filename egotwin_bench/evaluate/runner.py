@@ -180,14 +180,14 @@ def _decode_bytes(data: bytes) -> np.ndarray:
 
 def reference_eval_clip(ref: ReferenceClip) -> EvalClip:
     """A reference clip as metrics see it."""
-    h = hashlib.sha256(ref.video_mp4)
+    video = hashlib.sha256(ref.video_mp4)
+    h = video.copy()  # content = video bytes, then motion
     for a in (ref.positions, ref.rotations):
         h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
     return EvalClip(
         clip_id=ref.clip_id, text=ref.text, load_video=functools.partial(_decode_bytes, ref.video_mp4),
         positions=ref.positions, rotations=ref.rotations, intrinsics=ref.intrinsics,
-        T_head_camera=ref.T_head_camera, content_hash=h.hexdigest(),
-        video_hash=hashlib.sha256(ref.video_mp4).hexdigest(),
+        T_head_camera=ref.T_head_camera, content_hash=h.hexdigest(), video_hash=video.hexdigest(),
     )
 
 

@@ -168,10 +168,10 @@ def read_motion(path: Path, motion_format: str) -> tuple[np.ndarray, np.ndarray]
 def clip_hashes(folder: Path, clip_id: str) -> tuple[str, str]:
     """(video hash, content hash) of a submitted clip: sha256 of the video bytes, and sha256 of
     the video bytes followed by the motion bytes."""
-    video = (folder / f"{clip_id}.mp4").read_bytes()
-    content = hashlib.sha256(video)
+    video = hashlib.sha256((folder / f"{clip_id}.mp4").read_bytes())
+    content = video.copy()
     content.update((folder / f"{clip_id}.npz").read_bytes())
-    return hashlib.sha256(video).hexdigest(), content.hexdigest()
+    return video.hexdigest(), content.hexdigest()
 
 
 # -- validation ----------------------------------------------------------------------------------
