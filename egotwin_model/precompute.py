@@ -37,7 +37,8 @@ from egotwin_bench.constants import VIDEO_FRAMES
 from egotwin_bench.motion import REPRESENTATIONS
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-CACHE_VERSION: int = 1
+CACHE_VERSION: int = 2
+"""2: head_centric/2 features (frame-0 h_rr = identity 6D)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def precompute(
         "text_length": text_encoder.max_length, "video_size": video_vae.size,
         "video_scaling_factor": video_vae.scaling_factor, "splits": {},
     }
-    if (cache / "manifest.json").is_file():  # keep the splits cached by earlier calls
+    if (cache / "manifest.json").is_file():  # keep the splits cached by earlier calls (same version)
         manifest["splits"] = {k: v for k, v in load_manifest(cache)["splits"].items() if k not in splits}
     from egotwin_bench.evaluate.reference import split_ids
 
@@ -215,7 +216,13 @@ def write_motion_stats(cache: Path, train_ids: Sequence[str]) -> None:
 
 
 def load_manifest(cache: str | Path) -> dict:
+    """The cache's manifest; a cache of another `CACHE_VERSION` is an error (its features differ)."""
     path = Path(cache) / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `egotwin-model precompute` first")
-    return json.loads(path.read_text())
+    manifest = json.loads(path.read_text())
+    if manifest.get("version") != CACHE_VERSION:
+        raise ValueError(f"{path} is a version-{manifest.get('version')} cache, this toolkit reads version "
+                         f"{CACHE_VERSION} (its motion features differ): delete {Path(cache)} "
+                         "and run `egotwin-model precompute` again")
+    return manifest

@@ -564,27 +564,29 @@ SCALING_CLIPS = 32
 
 
 def build_video_vae_stage(run_dir: Path, dataset: str | Path, config: EgoTwinConfig, progress: bool = True,
-                          kl_weight: float = 1e-6) -> Stage:
+                          kl_weight: float = 1e-6, device: str | torch.device = "cpu") -> Stage:
     """Tiny CogVideoX VAE on random `VIDEO_VAE_WINDOW`-frame windows: MSE + kl_weight x KL.
 
     `finalize` sets ``scaling_factor`` = 1 / std of the train clips' latents (as CogVideoX's
-    own factor makes latents unit-variance) and saves ``RUN_DIR/encoders/vae``.
+    own factor makes latents unit-variance) and saves ``RUN_DIR/encoders/vae``. The frames stay
+    in host memory as uint8; each batch moves to `device`.
     """
     from egotwin_model.encoders import build_tiny_video_vae
 
     _, vae_cfg = tiny_encoder_configs(config)
     build_tiny_text_encoder_into(run_dir, dataset, config)
     frames = load_train_frames(dataset, vae_cfg.size, progress)  # (N, 41, s, s, 3)
-    vae = build_tiny_video_vae(vae_cfg)
+    device = torch.device(device)
+    vae = build_tiny_video_vae(vae_cfg).to(device)
 
     def batch(indices: list[int]) -> dict[str, torch.Tensor]:
-        return {"frames": frames[indices]}
+        return {"frames": frames[indices].to(device)}
 
     def loss(b: dict[str, torch.Tensor], gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        start = int(torch.randint(0, frames.shape[1] - VIDEO_VAE_WINDOW + 1, (1,), generator=gen))
+        start = int(torch.randint(0, frames.shape[1] - VIDEO_VAE_WINDOW + 1, (1,), generator=gen, device=gen.device))
         x = b["frames"][:, start:start + VIDEO_VAE_WINDOW].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
         posterior = vae.encode(x).latent_dist
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen, device=gen.device)
         recon = vae.decode(z).sample
         mse = torch.nn.functional.mse_loss(recon, x)
         # per-element KL to N(0, I) (diffusers' `kl()` sums only dims 1-3 of a 5-D latent)
@@ -596,13 +598,13 @@ def build_video_vae_stage(run_dir: Path, dataset: str | Path, config: EgoTwinCon
 
         vae.eval()
         with torch.no_grad():  # latent std over (up to) SCALING_CLIPS train clips
-            z = torch.cat([vae.encode(frames[i:i + 2].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).latent_dist.mean
+            z = torch.cat([vae.encode(frames[i:i + 2].to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).latent_dist.mean
                            for i in range(0, min(len(frames), SCALING_CLIPS), 2)])
         vae.register_to_config(scaling_factor=float(1.0 / z.std().clamp_min(1e-6)))
         target = Path(run_dir) / "encoders" / "vae"
         tmp = target.with_name("vae.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        vae.save_pretrained(tmp)
+        vae.to("cpu").save_pretrained(tmp)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
 
@@ -625,7 +627,7 @@ def load_motion_vae(run_dir: str | Path, config: EgoTwinConfig) -> tuple[nn.Modu
     return vae.eval().requires_grad_(False), float(stats["scale"])
 
 
-def build_motion_vae_stage(run_dir: Path, config: EgoTwinConfig) -> Stage:
+def build_motion_vae_stage(run_dir: Path, config: EgoTwinConfig, device: str | torch.device = "cpu") -> Stage:
     """Motion VAE on the cached, normalised train features; loss eq. 1 over the four groups.
 
     `finalize` writes ``vae/model.safetensors`` and ``vae/latent_stats.json`` with the latent
@@ -636,8 +638,12 @@ def build_motion_vae_stage(run_dir: Path, config: EgoTwinConfig) -> Stage:
 
     rep = config.representation
     data = CachedClips(Path(run_dir) / "cache", "train", rep, keys=("motion",))
-    vae = seeded(lambda: MotionVAE(config.motion_vae), seed=0)
+    device = torch.device(device)
+    vae = seeded(lambda: MotionVAE(config.motion_vae), seed=0).to(device)
     groups = group_indices(rep)
+
+    def batch(indices: list[int]) -> dict[str, torch.Tensor]:
+        return {k: v.to(device) for k, v in data.batch(indices).items()}
 
     def loss(b: dict[str, torch.Tensor], gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return vae.loss(b["motion"], groups, generator=gen)
@@ -645,14 +651,14 @@ def build_motion_vae_stage(run_dir: Path, config: EgoTwinConfig) -> Stage:
     def finalize() -> None:
         save_weights(vae, motion_vae_path(run_dir))
         vae.eval()
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator(device=device).manual_seed(0)
         with torch.no_grad():
-            z = torch.cat([vae.encode(data.batch(list(range(i, min(i + 32, len(data)))))["motion"]).sample(gen)
+            z = torch.cat([vae.encode(batch(list(range(i, min(i + 32, len(data)))))["motion"]).sample(gen)
                            for i in range(0, len(data), 32)])
         write_json(stage_dir(run_dir, "vae") / "latent_stats.json",
                    {"scale": float(1.0 / z.std().clamp_min(1e-6)), "representation": rep})
 
-    return Stage("vae", vae, len(data), data.batch, loss, finalize)
+    return Stage("vae", vae, len(data), batch, loss, finalize)
 
 
 # ------------------------------------------------------------------------ stages: t2m, joint
@@ -788,9 +794,9 @@ def build_stage(stage: str, run_dir: str | Path, settings: RunSettings, tc: Trai
                              f"from {settings.weights} (its CogVideoX VAE)")
         if dataset is None:
             raise ValueError("--stage video-vae needs --dataset (it trains on the raw train videos)")
-        return build_video_vae_stage(run_dir, dataset, config, progress)
+        return build_video_vae_stage(run_dir, dataset, config, progress, device=tc.device)
     if stage == "vae":
-        return build_motion_vae_stage(run_dir, config)
+        return build_motion_vae_stage(run_dir, config, tc.device)
     if stage in ("t2m", "joint"):
         return build_diffusion_stage(stage, run_dir, config, settings, tc)
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
@@ -855,9 +861,9 @@ def run_stage(stage: str, run_dir: str | Path, settings: RunSettings | None = No
         if info is not None:
             dist.barrier()
     built = build_stage(stage, run_dir, settings, tc, dataset, progress)
+    if info is not None and info.device.type == "cuda":
+        use_tf32_matmuls()
     if info is not None and stage in ("t2m", "joint"):
-        if info.device.type == "cuda":
-            use_tf32_matmuls()
         parallelize(built, info, tc)
     return train(built, tc, run_dir, progress, info)
 

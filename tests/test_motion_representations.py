@@ -47,12 +47,15 @@ def test_head_centric_invariant_to_rigid_transform(motion, rng):
     np.testing.assert_allclose(head_centric.encode(*moved), head_centric.encode(pos, rot), atol=1e-9)
 
 
-def test_first_frame_first_order_features_are_zero(motion):
+def test_first_frame_first_order_features_are_no_change(motion):
     feats = head_centric.encode(*motion)
-    for part in ("h_rr", "h_pp", "j_v"):
+    for part in ("h_pp", "j_v"):
         assert np.all(feats[0, head_centric.SLICES[part]] == 0.0), part
-    # Canonical first frame: identity head rotation, zero position.
-    np.testing.assert_allclose(feats[0, head_centric.SLICES["h_r"]], [1, 0, 0, 1, 0, 0], atol=1e-12)
+    # The rotation change of frame 0 is the identity (on the rotation manifold), not the zero
+    # vector; canonical first frame: identity head rotation, zero position.
+    identity_6d = [1, 0, 0, 1, 0, 0]
+    np.testing.assert_allclose(feats[0, head_centric.SLICES["h_rr"]], identity_6d, atol=1e-12)
+    np.testing.assert_allclose(feats[0, head_centric.SLICES["h_r"]], identity_6d, atol=1e-12)
     assert np.all(np.abs(feats[0, head_centric.SLICES["h_p"]]) < 1e-12)
     rfeats = root_centric.encode(*motion)
     for part in ("r_yaw", "r_vel", "vel"):

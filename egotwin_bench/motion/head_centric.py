@@ -15,7 +15,11 @@ j_v     66    their displacement since the previous frame (metres per frame), cu
 j_r     138   6D rotation of all 23 segments relative to their parent (pelvis: to the head)
 ======  ====  ==========================================================================
 
-First-order features (h_rr, h_pp, j_v) are exactly zero in frame 0. Decoding needs no
+First-order features describe "no change" in frame 0 (paper §3.1: "set all first-order kinematic
+features to zero in the initial frame"): h_pp and j_v are exactly zero, and h_rr is the 6D of the
+*identity* rotation, ``6D(R_0^T R_0)`` — the zero of a rotation change. (Version 1 wrote the
+zero 6D vector there: off the rotation manifold, it sat 8.9 train std below the per-frame h_rr
+values after normalisation and squashed their real signal ~33x; issue #15.) Decoding needs no
 integration: the head pose of frame t depends only on frame t's h_r/h_p, other segments'
 positions on j_p, orientations on j_r by forward kinematics from the head.
 """
@@ -30,7 +34,8 @@ from egotwin_bench.motion._checks import check_features, check_pose_sequence, ch
 from egotwin_bench.motion._layout import GroupIndex, loss_groups
 from egotwin_bench.skeleton import HEAD, NON_HEAD, NUM_SEGMENTS, PARENTS, PELVIS
 
-VERSION: str = "head_centric/1"
+VERSION: str = "head_centric/2"
+"""2: frame-0 h_rr is the identity's 6D (1: the zero vector)."""
 DIM: int = HEAD_CENTRIC_DIM
 
 SLICES: dict[str, slice] = {
@@ -64,12 +69,6 @@ def _prev(x: torch.Tensor, time_dim: int) -> torch.Tensor:
     return x.index_select(time_dim, idx)
 
 
-def _zero_first(x: torch.Tensor, time_dim: int) -> torch.Tensor:
-    x = x.clone()
-    x.narrow(time_dim, 0, 1).zero_()
-    return x
-
-
 @checked_numpy_or_torch
 def canonical_transform(positions: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """First-frame head pose ``T_world_canonical`` (..., 4, 4) of (..., T, 23, 3) / (..., T, 23, 3, 3)."""
@@ -97,7 +96,7 @@ def encode(positions: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     R_prev, p_prev = _prev(R, tdim), _prev(p, tdim)
 
     h_r = matrix_to_6d(_transpose(R0) @ R)
-    h_rr = _zero_first(matrix_to_6d(_transpose(R_prev) @ R), tdim)
+    h_rr = matrix_to_6d(_transpose(R_prev) @ R)  # frame 0: R_0^T R_0 = I, the identity's 6D
     h_p = (_transpose(R0) @ (p - p0)[..., None])[..., 0]
     h_pp = (_transpose(R_prev) @ (p - p_prev)[..., None])[..., 0]  # zero at frame 0 by construction
 

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Small-scale reproduction of the paper's Tables 1 and 2 on synthetic data (issue #15).
+#
+#   bash pipelines/reproduce_small.sh CHUNK
+#
+# CPU host (where the project is installed, `make install`):
+#   data      synthetic Nymeria-format world (64 sequences x 66 s, 64 subjects, 33 locations)
+#             -> build-dataset (480 px clips) -> the 128 px training pack (pipelines/small_pack.py)
+#   wheels    the Python wheels a bare GPU host lacks (PyAV, diffusers, roma, tomli-w) -> .whl/
+#   evaluators  the benchmark's hand classifier and GRU text/motion evaluators, trained on the
+#             same synthetic train split (run it while the GPU trains)
+# GPU host (one H200; each chunk < 10 min, resumable: rerunning skips what is written, and a
+# chunk first redoes the earlier chunks' missing steps, so a fresh machine only costs time):
+#   gpu1      unpack; video VAE; precompute (T5 + VAE latents, both representations); motion VAEs
+#             (head-centric, root-centric); t2m of EgoTwin (= w/o IM's) and w/o AD
+#   gpu2      joint EgoTwin + T2VM/TM2V/TV2M samples + condition probes; joint w/o IM + T2VM
+#   gpu3      w/o AD, w/o MR, VidMLD: (t2m,) joint, T2VM, probes
+# CPU host again:
+#   evaluate  FILES="dir1 dir2 dir3" (where the GPU chunks' files came back): unpack them, restore
+#             the condition modality of TM2V/TV2M from the full-size dataset, add the ground-truth
+#             and motion-shuffled references, `evaluate` every submission ->
+#             $REPRO/results/leaderboard.{csv,md}; then the report (docs/reproduction/)
+#
+# Paths (environment): REPRO (CPU-host work folder, default repro_small), PACK (the training
+# pack; default .repro/pack, carried to the GPU host), RUNS (GPU-host runs, default runs/small),
+# OUT (where a GPU chunk leaves what comes back: meta.tar.gz with logs, probes and timings, and
+# the chunk's new submissions as submissions.tar.part-* of < 16 MiB; default $RUNS/out). Budgets: STEPS_VIDEO_VAE,
+# STEPS_VAE, STEPS_T2M, STEPS_JOINT (same for every variant: same data, budget and seeds).
+set -euo pipefail
+CHUNK=${1:?usage: reproduce_small.sh data|wheels|evaluators|gpu1|gpu2|gpu3|evaluate}
+REPRO=${REPRO:-repro_small}
+PACK=${PACK:-.repro/pack}
+RUNS=${RUNS:-runs/small}
+OUT=${OUT:-$RUNS/out}
+PY=${PY:-python3}
+STEPS_VIDEO_VAE=${STEPS_VIDEO_VAE:-1200}
+STEPS_VAE=${STEPS_VAE:-1500}
+STEPS_T2M=${STEPS_T2M:-800}
+STEPS_JOINT=${STEPS_JOINT:-2000}
+SAMPLE_STEPS=${SAMPLE_STEPS:-50}
+DEVICE=${DEVICE:-cuda}
+CONFIG=${CONFIG:-small}  # tiny: a CPU check of this script
+VARIANTS=(egotwin wo_im wo_ad wo_mr vidmld)
+
+CHUNK_START=$(date +%s)
+CHUNK_SECONDS=${CHUNK_SECONDS:-540}  # a GPU chunk starts no step after this and stops one at it
+timed() {  # timed NAME CMD...: run within the chunk's budget; append {"step", "seconds", "rc",
+  # "gpu_mib_after"} to $RUNS/timings.jsonl. A step cut by the budget keeps its checkpoints and
+  # resumes in the next chunk (rc 124); the chunk goes on to `collect` either way.
+  local name=$1; shift
+  local left=$(( CHUNK_SECONDS - ($(date +%s) - CHUNK_START) ))
+  if [ "$left" -lt 45 ]; then echo "skip $name: chunk budget spent" >&2; return 0; fi
+  local t0 rc=0; t0=$(date +%s%N)
+  timeout "$left" "$@" || rc=$?
+  local ms=$(( ($(date +%s%N) - t0) / 1000000 )) mem=""
+  command -v nvidia-smi >/dev/null && mem=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  printf '{"step": "%s", "seconds": %d.%03d, "rc": %d, "gpu_mib_after": "%s"}\n' "$name" $((ms / 1000)) $((ms % 1000)) \
+    "$rc" "$mem" | tee -a "$RUNS/timings.jsonl"
+}
+model() { $PY -m egotwin_model.cli "$@"; }
+
+# ------------------------------------------------------------------------------- CPU host
+if [ "$CHUNK" = data ]; then
+  BIN=${BIN:-.venv/bin}
+  mkdir -p "$REPRO"
+  [ -f "$REPRO/nymeria/.complete" ] || {
+    "$BIN/egotwin-bench" make-synthetic --out "$REPRO/nymeria" --sequences 64 --seconds 66 --resolution 320 \
+      --seed 15 --workers "${WORKERS:-2}"
+    touch "$REPRO/nymeria/.complete"; }
+  "$BIN/egotwin-bench" build-dataset --nymeria-root "$REPRO/nymeria" --out "$REPRO/dataset" --workers "${WORKERS:-2}"
+  [ -f "$PACK/pack.json" ] || "$BIN/python" pipelines/small_pack.py pack --dataset "$REPRO/dataset" --out "$PACK" --size 128
+  du -sh "$PACK"
+  exit 0
+fi
+if [ "$CHUNK" = evaluators ]; then  # while the GPU trains: the benchmark's own networks on the same data
+  BIN=${BIN:-.venv/bin}
+  [ -f "$REPRO/hand_classifier/config.json" ] || "$BIN/egotwin-bench" train-hand-classifier --dataset "$REPRO/dataset" \
+    --out "$REPRO/hand_classifier" --arch tiny --random-init --epochs 4 --batch-size 64 --lr 1e-3 --frame-stride 2
+  [ -f "$REPRO/evaluators/config.json" ] || "$BIN/egotwin-bench" train-evaluators --dataset "$REPRO/dataset" \
+    --out "$REPRO/evaluators" --random-word-vectors --steps 1500 --validate-every 250 --batch-size 32 --lr 1e-3
+  exit 0
+fi
+if [ "$CHUNK" = evaluate ]; then  # FILES: the folders the GPU chunks' files came back to
+  BIN=${BIN:-.venv/bin}
+  SUBS=$REPRO/submissions
+  mkdir -p "$SUBS" "$REPRO/meta"
+  for dir in ${FILES:?set FILES to the folders holding meta.tar.gz / submissions.tar.part-*}; do
+    if ls "$dir"/submissions.tar.part-* >/dev/null 2>&1; then cat "$dir"/submissions.tar.part-* | tar -C "$SUBS" -xf -; fi
+    [ -f "$dir/meta.tar.gz" ] && tar -C "$REPRO" -xzf "$dir/meta.tar.gz"
+  done
+  for sub in "$SUBS"/*-tm2v "$SUBS"/*-tv2m; do
+    [ -d "$sub" ] && "$BIN/python" pipelines/small_pack.py restore-conditions --submission "$sub" --reference "$REPRO/dataset"
+  done
+  [ -d "$SUBS/ground_truth" ] || "$BIN/egotwin-bench" make-submission --from-reference "$REPRO/dataset" --out "$SUBS/ground_truth"
+  [ -d "$SUBS/shuffled_motion" ] || "$BIN/egotwin-bench" make-submission --from-reference "$REPRO/dataset" \
+    --shuffle-motion --out "$SUBS/shuffled_motion"
+  "$BIN/egotwin-bench" evaluate "$SUBS" --reference "$REPRO/dataset" --out "$REPRO/results" \
+    --estimator "${ESTIMATOR:-builtin}" --hand-classifier "$REPRO/hand_classifier" --evaluator-dir "$REPRO/evaluators" \
+    --workers "${WORKERS:-2}"
+  "$BIN/python" pipelines/reproduce_small_report.py --repro "$REPRO" --out docs/reproduction
+  exit 0
+fi
+if [ "$CHUNK" = wheels ]; then
+  mkdir -p .whl
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d .whl av==19.0.2 diffusers==0.42.1 roma==1.8.0 tomli-w==1.2.0
+  du -sh .whl
+  exit 0
+fi
+
+# ------------------------------------------------------------------------------- GPU host
+mkdir -p "$OUT" "$RUNS/submissions" "$RUNS/probes"
+DATA=$RUNS/dataset128
+SUBS=$RUNS/submissions
+touch "$RUNS/.chunk-start"
+export PYTHONUNBUFFERED=1
+if ! $PY -c "import av, diffusers, roma" 2>/dev/null; then
+  [ -d /tmp/site ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+[ -f "$DATA/splits.json" ] || timed unpack $PY pipelines/small_pack.py unpack --pack "$PACK" --out "$DATA"
+
+base=$RUNS/egotwin
+# A variant's run folder shares what its row has in common with another: the encoders and the
+# cache always; the motion VAE with the run of the same representation; w/o IM's t2m is
+# EgoTwin's (the interaction mask only acts on video tokens, which stage t2m does not have).
+link() { mkdir -p "$RUNS/$1"; [ -e "$RUNS/$1/$2" ] || ln -s "$(realpath "$RUNS/$3/$2")" "$RUNS/$1/$2"; }
+stage() {  # stage RUN NAME STEPS [extra]: train unless the stage's weights exist
+  local run=$1 name=$2 steps=$3; shift 3
+  local done_file=$RUNS/$run/$name/model.safetensors
+  [ "$name" = video-vae ] && done_file=$RUNS/$run/encoders/vae/config.json
+  [ -f "$done_file" ] || timed "$run/$name" model train --stage "$name" --config "$CONFIG" --variant "$run" \
+    --dataset "$DATA" --out "$RUNS/$run" --max-steps "$steps" --device "$DEVICE" --log-every 50 --checkpoint-every 250 "$@"
+}
+sample() {  # sample RUN TASK
+  [ -f "$SUBS/$1-$2/submission.json" ] || timed "$1/sample-$2" model sample --task "$2" \
+    --run "$RUNS/$1" --dataset "$DATA" --out "$SUBS/$1-$2" --steps "$SAMPLE_STEPS" --batch-size 24 --device "$DEVICE"
+}
+probe() {  # probe RUN: held-out condition losses (egotwin_model/coupling.py)
+  [ -s "$RUNS/probes/$1.json" ] || timed "$1/probe" $PY -m egotwin_model.coupling --run "$RUNS/$1" --split test \
+    --device "$DEVICE" --out "$RUNS/probes/$1.json"
+}
+
+gpu1() {
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU"; } >"$RUNS/device.txt" 2>/dev/null
+  stage egotwin video-vae "$STEPS_VIDEO_VAE"
+  [ -f "$base/cache/manifest.json" ] || timed precompute model precompute --dataset "$DATA" --out "$base" --device "$DEVICE" --batch-size 16
+  stage egotwin vae "$STEPS_VAE"
+  for v in wo_im wo_ad wo_mr vidmld; do link "$v" encoders egotwin; link "$v" cache egotwin; done
+  for v in wo_im wo_ad; do link "$v" vae egotwin; done
+  stage wo_mr vae "$STEPS_VAE"
+  link vidmld vae wo_mr
+  stage egotwin t2m "$STEPS_T2M"
+  link wo_im t2m egotwin
+  stage wo_ad t2m "$STEPS_T2M"
+}
+gpu2() {
+  gpu1
+  stage egotwin joint "$STEPS_JOINT"
+  for task in t2vm tm2v tv2m; do sample egotwin "$task"; done
+  probe egotwin
+  stage wo_im joint "$STEPS_JOINT"; sample wo_im t2vm; probe wo_im
+}
+gpu3() {
+  gpu1
+  stage wo_ad joint "$STEPS_JOINT"; sample wo_ad t2vm; probe wo_ad
+  stage wo_mr t2m "$STEPS_T2M"; stage wo_mr joint "$STEPS_JOINT"; sample wo_mr t2vm; probe wo_mr
+  stage vidmld t2m "$STEPS_T2M"; stage vidmld joint "$STEPS_JOINT"; sample vidmld t2vm; sample vidmld tv2m; probe vidmld
+}
+collect() {  # logs, probes, timings -> meta.tar.gz; this chunk's new submissions -> parts of 15 MiB
+  local meta=$RUNS/meta
+  rm -rf "$meta"; mkdir -p "$meta"
+  cp "$RUNS"/timings.jsonl "$RUNS"/probes/*.json "$RUNS"/device.txt "$meta"/ 2>/dev/null || true
+  for v in "${VARIANTS[@]}"; do
+    for s in video-vae vae t2m joint; do
+      [ -f "$RUNS/$v/$s/log.jsonl" ] && [ ! -L "$RUNS/$v/$s" ] && cp "$RUNS/$v/$s/log.jsonl" "$meta/log-$v-$s.jsonl"
+    done
+  done
+  tar -C "$RUNS" -czf "$OUT/meta.tar.gz" meta
+  local new; new=$(find "$SUBS" -mindepth 1 -maxdepth 1 -type d -newer "$RUNS/.chunk-start" -printf '%f\n' | sort)
+  if [ -n "$new" ]; then
+    tar -C "$SUBS" -cf - $new | split -b 15m - "$OUT/submissions.tar.part-"
+  fi
+}
+case "$CHUNK" in
+  gpu1|gpu2|gpu3) "$CHUNK"; collect ;;
+  collect) collect ;;
+  *) echo "unknown chunk $CHUNK" >&2; exit 2 ;;
+esac

@@ -1,0 +1,205 @@
+"""The report of the small-scale reproduction (`pipelines/reproduce_small.sh`, issue #15).
+
+Reads ``REPRO/results/leaderboard.csv`` (the benchmark's own `evaluate`), the GPU chunks' meta
+files (``REPRO/meta``: condition probes, training logs, timings) and the TV2M submissions, and
+writes to ``--out`` (docs/reproduction/):
+
+* ``summary.md``     the Table 1/2-style leaderboard, the condition probes, the TV2M head
+                     trajectory against the reference camera (no pose estimator), device time
+* ``results.json``   the same numbers
+* ``curves.png``     training curves of every stage and variant
+* ``clips.png``      a few test clips: reference vs EgoTwin vs VidMLD frames, and head paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from egotwin_bench.curation.video import decode_mp4  # noqa: E402
+from egotwin_bench.evaluate.reference import load_clips  # noqa: E402
+from egotwin_bench.evaluate.submission import read_meta, read_motion  # noqa: E402
+from egotwin_bench.metrics.view_consistency import head_camera_trajectory, view_errors  # noqa: E402
+from egotwin_bench.skeleton import HEAD  # noqa: E402
+
+ROWS: tuple[tuple[str, str], ...] = (
+    ("vidmld", "VidMLD"), ("wo_mr", "w/o MR"), ("wo_im", "w/o IM"), ("wo_ad", "w/o AD"), ("egotwin", "EgoTwin"),
+)
+"""(run name, paper row) in the order of the paper's tables."""
+METRICS: tuple[tuple[str, str, str], ...] = (
+    ("i_fid", "I-FID", "down"), ("fvd", "FVD", "down"), ("clip_sim", "CLIP-SIM", "up"),
+    ("m_fid", "M-FID", "down"), ("r_precision_top3", "R-Prec", "up"), ("mm_dist", "MM-Dist", "down"),
+    ("trans_err", "TransErr", "down"), ("rot_err", "RotErr", "down"), ("hand_score", "HandScore", "up"),
+)
+PROBES: tuple[str, ...] = ("motion|video_clean", "motion|video_noised", "video|motion_clean", "video|motion_noised",
+                           "motion|text", "motion|null_text", "video|text", "video|null_text",
+                           "gaussian_motion", "gaussian_video")
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def leaderboard_tables(results: Path) -> tuple[str, dict]:
+    """Markdown of the leaderboard rows (paper order, references last) and the raw rows."""
+    table = pl.read_csv(results / "leaderboard.csv")
+    present = [m for m in METRICS if m[0] in table.columns]
+    rows = {f"{r['method']}": r for r in table.iter_rows(named=True)}
+    order = [(f"{run}-t2vm", name) for run, name in ROWS] + [
+        ("egotwin-tm2v", "EgoTwin TM2V"), ("egotwin-tv2m", "EgoTwin TV2M"), ("vidmld-tv2m", "VidMLD TV2M"),
+        ("ground_truth", "reference (ground truth)"), ("shuffled_motion", "reference, motion shuffled")]
+    head = "| row | n | " + " | ".join(f"{label} {'↓' if d == 'down' else '↑'}" for _, label, d in present) + " |"
+    lines = [head, "|" + "---|" * (len(present) + 2)]
+    for method, name in order:
+        r = rows.get(method)
+        if r is None:
+            continue
+        cells = []
+        for key, _, _ in present:
+            v, lo, hi = r.get(key), r.get(f"{key}_low"), r.get(f"{key}_high")
+            cells.append(_fmt(v) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else ""))
+        lines.append(f"| {name} | {r.get('n_clips')} | " + " | ".join(cells) + " |")
+    missing = [label for key, label, _ in METRICS if key not in table.columns]
+    note = f"\nNot on the leaderboard (see `evaluate`'s skip reasons): {', '.join(missing)}.\n" if missing else ""
+    return "\n".join(lines) + "\n" + note, rows
+
+
+def probe_table(meta: Path) -> tuple[str, dict]:
+    probes = {p.stem: json.loads(p.read_text()) for p in sorted(meta.glob("*.json")) if p.stem in dict(ROWS)}
+    lines = ["| row | " + " | ".join(PROBES) + " |", "|" + "---|" * (len(PROBES) + 1)]
+    for run, name in ROWS:
+        if run in probes:
+            lines.append(f"| {name} | " + " | ".join(_fmt(probes[run].get(k), 4) for k in PROBES) + " |")
+    return "\n".join(lines) + "\n", probes
+
+
+def tv2m_trajectories(repro: Path) -> tuple[str, dict]:
+    """TransErr / RotErr of each TV2M motion's head camera against the reference camera poses."""
+    refs = {c.clip_id: c for c in load_clips(repro / "dataset", "test", with_video=False)}
+    out: dict = {}
+    for sub in sorted((repro / "submissions").glob("*-tv2m")):
+        meta = read_meta(sub)
+        trans, rot = [], []
+        for clip_id, ref in refs.items():
+            npz = sub / f"{clip_id}.npz"
+            if not npz.is_file():
+                continue
+            pos, rotm = read_motion(npz, meta.motion_format)
+            e = view_errors(ref.camera_poses.astype(np.float64),
+                            head_camera_trajectory(pos.astype(np.float64), rotm.astype(np.float64), ref.T_head_camera))
+            trans.append(e.trans_err)
+            rot.append(e.rot_err)
+        out[sub.name] = {"clips": len(trans), "trans_err_m": float(np.mean(trans)), "rot_err_rad": float(np.mean(rot)),
+                         "trans_err_median_m": float(np.median(trans)), "rot_err_median_rad": float(np.median(rot))}
+    lines = ["| submission | clips | TransErr mean (m) | median | RotErr mean (rad) | median |", "|---|---|---|---|---|---|"]
+    for name, r in out.items():
+        lines.append(f"| {name} | {r['clips']} | {r['trans_err_m']:.3f} | {r['trans_err_median_m']:.3f} | "
+                     f"{r['rot_err_rad']:.3f} | {r['rot_err_median_rad']:.3f} |")
+    return "\n".join(lines) + "\n", out
+
+
+def training_curves(meta: Path, out: Path) -> None:
+    logs = sorted(meta.glob("log-*.jsonl"))
+    stages = ["video-vae", "vae", "t2m", "joint"]
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for ax, stage in zip(axes, stages):
+        for path in logs:
+            name = path.stem[len("log-"):]
+            if not name.endswith(f"-{stage}") or (stage == "vae" and name.endswith("video-vae")):
+                continue
+            recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            steps = [r["step"] for r in recs]
+            ax.plot(steps, [r["loss"] for r in recs], label=name[: -len(stage) - 1], lw=1)
+        ax.set_title(stage)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("training loss")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=90)
+    plt.close(fig)
+
+
+def clip_figure(repro: Path, out: Path, n_clips: int = 3) -> None:
+    refs = load_clips(repro / "dataset", "test", with_video=True, limit=n_clips)
+    subs = [("reference", None), ("EgoTwin", repro / "submissions" / "egotwin-t2vm"),
+            ("VidMLD", repro / "submissions" / "vidmld-t2vm")]
+    frames_shown = (0, 10, 20, 30, 40)
+    fig, axes = plt.subplots(n_clips * len(subs), len(frames_shown) + 1, figsize=(2.2 * (len(frames_shown) + 1),
+                                                                               2.2 * n_clips * len(subs)))
+    for i, ref in enumerate(refs):
+        for j, (label, folder) in enumerate(subs):
+            row = i * len(subs) + j
+            if folder is None:
+                video, pos = decode_mp4(ref.video_mp4), ref.positions
+            else:
+                if not (folder / f"{ref.clip_id}.mp4").is_file():
+                    continue
+                video = decode_mp4((folder / f"{ref.clip_id}.mp4").read_bytes())
+                pos, _ = read_motion(folder / f"{ref.clip_id}.npz", read_meta(folder).motion_format)
+            for k, f in enumerate(frames_shown):
+                ax = axes[row, k]
+                ax.imshow(video[f])
+                ax.set_xticks([]), ax.set_yticks([])
+                if k == 0:
+                    ax.set_ylabel(f"{label}\n{ref.clip_id[-14:]}", fontsize=7)
+                if row == 0:
+                    ax.set_title(f"frame {f}", fontsize=8)
+            ax = axes[row, -1]
+            head = pos[:, HEAD, :2] - pos[0, HEAD, :2]
+            ref_head = ref.positions[:, HEAD, :2] - ref.positions[0, HEAD, :2]
+            ax.plot(ref_head[:, 0], ref_head[:, 1], "k--", lw=1)
+            ax.plot(head[:, 0], head[:, 1], lw=1.5)
+            ax.set_aspect("equal", "datalim")
+            ax.set_title("head path (m), top view" if row == 0 else "", fontsize=7)
+            ax.tick_params(labelsize=6)
+    fig.suptitle(f"T2VM on test clips: text -> video + motion ({refs[0].text[:60]}...)" if refs else "", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "clips.png", dpi=80)
+    plt.close(fig)
+
+
+def device_time(meta: Path) -> tuple[str, float]:
+    path = meta / "timings.jsonl"
+    if not path.is_file():
+        return "", 0.0
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    total = sum(r["seconds"] for r in recs)
+    lines = ["| step | seconds | GPU MiB after |", "|---|---|---|"] + [
+        f"| {r['step']} | {r['seconds']:.1f} | {r['gpu_mib_after']} |" for r in recs]
+    return "\n".join(lines) + f"\n\nTotal of the timed steps: {total:.0f} s.\n", total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repro", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = args.repro / "meta"
+    board, rows = leaderboard_tables(args.repro / "results")
+    probes_md, probes = probe_table(meta)
+    traj_md, traj = tv2m_trajectories(args.repro)
+    time_md, total = device_time(meta)
+    training_curves(meta, args.out)
+    clip_figure(args.repro, args.out)
+    (args.out / "summary.md").write_text(
+        "## Leaderboard (T2VM unless named; 95% intervals)\n\n" + board
+        + "\n## Condition probes (held-out v-MSE, test split)\n\n" + probes_md
+        + "\n## TV2M: generated head camera vs the reference camera (no pose estimator)\n\n" + traj_md
+        + "\n## Device time\n\n" + time_md)
+    (args.out / "results.json").write_text(json.dumps(
+        {"leaderboard": rows, "probes": probes, "tv2m_trajectories": traj, "device_seconds": total}, indent=2, default=str))
+    print((args.out / "summary.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The training pack of `pipelines/small_pack.py`: quantisation bounds and a dataset round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from egotwin_bench.evaluate.reference import load_clips, split_ids
+from egotwin_bench.skeleton import HEAD
+from pipelines import small_pack
+from tests.random_bodies import random_motion
+
+
+def _angle(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
+    """Rotation angle between rotation matrices, radians (chordal form: well-conditioned near 0)."""
+    chord = np.linalg.norm(np.asarray(Ra, np.float64) - np.asarray(Rb, np.float64), axis=(-2, -1))
+    return 2 * np.arcsin(np.clip(chord / (2 * np.sqrt(2)), 0, 1))
+
+
+def test_motion_quantisation_error_is_within_the_stated_bounds() -> None:
+    rng = np.random.default_rng(0)
+    motions = [random_motion(rng, n_frames=81) for _ in range(3)]
+    positions = np.stack([m[0] for m in motions])
+    rotations = np.stack([m[1] for m in motions])
+    positions = positions + rng.uniform(-3, 3, size=(3, 1, 1, 3))  # anywhere in a room
+    back_pos, back_rot = small_pack.dequantise_motion(small_pack.quantise_motion(positions, rotations))
+    assert np.abs(back_pos - positions).max() <= small_pack.POSITION_STEP_M / 2 + 1e-6
+    assert _angle(back_rot.astype(np.float64), rotations).max() < 1e-4
+    np.testing.assert_allclose(back_pos[:, 0, HEAD], positions[:, 0, HEAD], atol=1e-6)
+
+
+def test_a_full_turn_round_trips_through_the_quaternion_sign_change() -> None:
+    # A 360 deg turn about Z: scipy's quaternions (w >= 0) flip sign at 180 deg; the pack makes
+    # them continuous in time, so the per-frame deltas stay small and the round trip exact.
+    angles = np.linspace(0, 2 * np.pi, 81)
+    rot = np.repeat(Rotation.from_euler("z", angles[:, None]).as_matrix()[:, None], 23, axis=1)
+    pos = np.zeros((81, 23, 3))
+    packed = small_pack.quantise_motion(pos[None], rot[None])
+    assert np.abs(packed["quaternions"][:, 1:].astype(int)).max() < 0.05 * small_pack.QUATERNION_SCALE
+    _, back = small_pack.dequantise_motion(packed)
+    assert _angle(back[0].astype(np.float64), rot).max() < 1e-4
+
+
+def test_intrinsics_scale_with_pixel_centres_at_integers() -> None:
+    K = np.array([[240.0, 0, 239.5], [0, 240.0, 239.5], [0, 0, 1]])
+    np.testing.assert_allclose(small_pack.scale_intrinsics(K, 128 / 480),
+                               [[64.0, 0, 63.5], [0, 64.0, 63.5], [0, 0, 1]], atol=1e-5)
+
+
+def test_pack_unpack_gives_a_readable_dataset_at_the_small_size(built_dataset, tmp_path) -> None:
+    pack_dir, out = tmp_path / "pack", tmp_path / "small"
+    info = small_pack.pack(built_dataset, pack_dir, size=64)
+    assert small_pack.unpack(pack_dir, out) == info["clips"]
+    for split in ("train", "test"):
+        assert split_ids(out, split) == split_ids(built_dataset, split)
+        full = {c.clip_id: c for c in load_clips(built_dataset, split)}
+        for clip in load_clips(out, split):
+            ref = full[clip.clip_id]
+            assert clip.text == ref.text
+            assert np.abs(clip.positions - ref.positions).max() <= small_pack.POSITION_STEP_M / 2 + 1e-5
+            assert _angle(clip.rotations.astype(np.float64), ref.rotations.astype(np.float64)).max() < 1e-4
+            np.testing.assert_array_equal(clip.hand_visible, ref.hand_visible)
+            np.testing.assert_allclose(clip.camera_poses, ref.camera_poses)
+            assert clip.intrinsics[0, 2] == (ref.intrinsics[0, 2] + 0.5) * 64 / 480 - 0.5
+            frames = small_pack.decode_mp4(clip.video_mp4)
+            assert frames.shape == (41, 64, 64, 3)
