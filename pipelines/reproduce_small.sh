@@ -9,12 +9,13 @@
 #   wheels    the Python wheels a bare GPU host lacks (PyAV, diffusers, roma, tomli-w) -> .whl/
 #   evaluators  the benchmark's hand classifier and GRU text/motion evaluators, trained on the
 #             same synthetic train split (run it while the GPU trains)
-# GPU host (one H200; each chunk < 10 min, resumable: rerunning skips what is written, and a
-# chunk first redoes the earlier chunks' missing steps, so a fresh machine only costs time):
-#   gpu1      unpack; video VAE; precompute (T5 + VAE latents, both representations); motion VAEs
-#             (head-centric, root-centric); t2m of EgoTwin (= w/o IM's) and w/o AD
-#   gpu2      joint EgoTwin + T2VM/TM2V/TV2M samples + condition probes; joint w/o IM + T2VM
-#   gpu3      w/o AD, w/o MR, VidMLD: (t2m,) joint, T2VM, probes
+# GPU host (one H200):
+#   gpu       the whole GPU pipeline, in order, within CHUNK_SECONDS (default 540): unpack; video
+#             VAE; precompute (T5 + VAE latents, both representations); motion VAEs (head-centric,
+#             root-centric); t2m of EgoTwin (= w/o IM's), w/o AD, w/o MR, VidMLD; then per row
+#             joint + T2VM samples + condition probes (EgoTwin also TM2V/TV2M, VidMLD TV2M).
+#             Finished steps are skipped and a step cut by the budget resumes from its checkpoint,
+#             so `gpu` is rerun until it prints "every step done" (3-4 calls of < 10 min on an H200).
 # CPU host again:
 #   evaluate  FILES="dir1 dir2 dir3" (where the GPU chunks' files came back): unpack them, restore
 #             the condition modality of TM2V/TV2M from the full-size dataset, add the ground-truth
@@ -27,7 +28,7 @@
 # the chunk's new submissions as submissions.tar.part-* of < 16 MiB; default $RUNS/out). Budgets: STEPS_VIDEO_VAE,
 # STEPS_VAE, STEPS_T2M, STEPS_JOINT (same for every variant: same data, budget and seeds).
 set -euo pipefail
-CHUNK=${1:?usage: reproduce_small.sh data|wheels|evaluators|gpu1|gpu2|gpu3|evaluate}
+CHUNK=${1:?usage: reproduce_small.sh data|wheels|evaluators|gpu|evaluate}
 REPRO=${REPRO:-repro_small}
 PACK=${PACK:-.repro/pack}
 RUNS=${RUNS:-runs/small}
@@ -57,7 +58,7 @@ timed() {  # timed NAME CMD...: run within the chunk's budget; append {"step", "
   printf '{"step": "%s", "seconds": %d.%03d, "rc": %d, "gpu_mib_after": "%s"}\n' "$name" $((ms / 1000)) $((ms % 1000)) \
     "$rc" "$mem" | tee -a "$RUNS/timings.jsonl"
 }
-model() { $PY -m egotwin_model.cli "$@"; }
+MODEL=($PY -m egotwin_model.cli)
 
 # ------------------------------------------------------------------------------- CPU host
 if [ "$CHUNK" = data ]; then
@@ -126,16 +127,16 @@ base=$RUNS/egotwin
 # A variant's run folder shares what its row has in common with another: the encoders and the
 # cache always; the motion VAE with the run of the same representation; w/o IM's t2m is
 # EgoTwin's (the interaction mask only acts on video tokens, which stage t2m does not have).
-link() { mkdir -p "$RUNS/$1"; [ -e "$RUNS/$1/$2" ] || ln -s "$(realpath "$RUNS/$3/$2")" "$RUNS/$1/$2"; }
+link() { mkdir -p "$RUNS/$1"; [ -e "$RUNS/$1/$2" ] || [ -L "$RUNS/$1/$2" ] || ln -s "../$3/$2" "$RUNS/$1/$2"; }
 stage() {  # stage RUN NAME STEPS [extra]: train unless the stage's weights exist
   local run=$1 name=$2 steps=$3; shift 3
   local done_file=$RUNS/$run/$name/model.safetensors
   [ "$name" = video-vae ] && done_file=$RUNS/$run/encoders/vae/config.json
-  [ -f "$done_file" ] || timed "$run/$name" model train --stage "$name" --config "$CONFIG" --variant "$run" \
+  [ -f "$done_file" ] || timed "$run/$name" "${MODEL[@]}" train --stage "$name" --config "$CONFIG" --variant "$run" \
     --dataset "$DATA" --out "$RUNS/$run" --max-steps "$steps" --device "$DEVICE" --log-every 50 --checkpoint-every 250 "$@"
 }
 sample() {  # sample RUN TASK
-  [ -f "$SUBS/$1-$2/submission.json" ] || timed "$1/sample-$2" model sample --task "$2" \
+  [ -f "$SUBS/$1-$2/submission.json" ] || timed "$1/sample-$2" "${MODEL[@]}" sample --task "$2" \
     --run "$RUNS/$1" --dataset "$DATA" --out "$SUBS/$1-$2" --steps "$SAMPLE_STEPS" --batch-size 24 --device "$DEVICE"
 }
 probe() {  # probe RUN: held-out condition losses (egotwin_model/coupling.py)
@@ -143,31 +144,26 @@ probe() {  # probe RUN: held-out condition losses (egotwin_model/coupling.py)
     --device "$DEVICE" --out "$RUNS/probes/$1.json"
 }
 
-gpu1() {
+gpu() {  # the whole GPU pipeline in order; finished steps are skipped, the budget cuts the rest
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU"; } >"$RUNS/device.txt" 2>/dev/null
   stage egotwin video-vae "$STEPS_VIDEO_VAE"
-  [ -f "$base/cache/manifest.json" ] || timed precompute model precompute --dataset "$DATA" --out "$base" --device "$DEVICE" --batch-size 16
-  stage egotwin vae "$STEPS_VAE"
+  [ -f "$base/cache/manifest.json" ] || timed precompute "${MODEL[@]}" precompute --dataset "$DATA" --out "$base" --device "$DEVICE" --batch-size 16
   for v in wo_im wo_ad wo_mr vidmld; do link "$v" encoders egotwin; link "$v" cache egotwin; done
+  stage egotwin vae "$STEPS_VAE"
   for v in wo_im wo_ad; do link "$v" vae egotwin; done
   stage wo_mr vae "$STEPS_VAE"
   link vidmld vae wo_mr
   stage egotwin t2m "$STEPS_T2M"
   link wo_im t2m egotwin
-  stage wo_ad t2m "$STEPS_T2M"
-}
-gpu2() {
-  gpu1
+  for v in wo_ad wo_mr vidmld; do stage "$v" t2m "$STEPS_T2M"; done
   stage egotwin joint "$STEPS_JOINT"
-  for task in t2vm tm2v tv2m; do sample egotwin "$task"; done
+  for task in t2vm tv2m tm2v; do sample egotwin "$task"; done
   probe egotwin
-  stage wo_im joint "$STEPS_JOINT"; sample wo_im t2vm; probe wo_im
-}
-gpu3() {
-  gpu1
-  stage wo_ad joint "$STEPS_JOINT"; sample wo_ad t2vm; probe wo_ad
-  stage wo_mr t2m "$STEPS_T2M"; stage wo_mr joint "$STEPS_JOINT"; sample wo_mr t2vm; probe wo_mr
-  stage vidmld t2m "$STEPS_T2M"; stage vidmld joint "$STEPS_JOINT"; sample vidmld t2vm; sample vidmld tv2m; probe vidmld
+  for v in vidmld wo_mr wo_im wo_ad; do
+    stage "$v" joint "$STEPS_JOINT"; sample "$v" t2vm; probe "$v"
+  done
+  sample vidmld tv2m
+  [ "$(ls -d "$SUBS"/*/submission.json 2>/dev/null | wc -l)" -ge 8 ] && echo "reproduce_small: every step done" || true
 }
 collect() {  # logs, probes, timings -> meta.tar.gz; this chunk's new submissions -> parts of 15 MiB
   local meta=$RUNS/meta
@@ -185,7 +181,7 @@ collect() {  # logs, probes, timings -> meta.tar.gz; this chunk's new submission
   fi
 }
 case "$CHUNK" in
-  gpu1|gpu2|gpu3) "$CHUNK"; collect ;;
+  gpu) gpu; collect ;;
   collect) collect ;;
   *) echo "unknown chunk $CHUNK" >&2; exit 2 ;;
 esac

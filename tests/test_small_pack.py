@@ -31,12 +31,13 @@ def test_motion_quantisation_error_is_within_the_stated_bounds() -> None:
 
 def test_a_full_turn_round_trips_through_the_quaternion_sign_change() -> None:
     # A 360 deg turn about Z: scipy's quaternions (w >= 0) flip sign at 180 deg; the pack makes
-    # them continuous in time, so the per-frame deltas stay small and the round trip exact.
+    # them continuous in time (a smooth signal deflates better), and the round trip stays exact.
     angles = np.linspace(0, 2 * np.pi, 81)
     rot = np.repeat(Rotation.from_euler("z", angles[:, None]).as_matrix()[:, None], 23, axis=1)
     pos = np.zeros((81, 23, 3))
     packed = small_pack.quantise_motion(pos[None], rot[None])
-    assert np.abs(packed["quaternions"][:, 1:].astype(int)).max() < 0.05 * small_pack.QUATERNION_SCALE
+    q = packed["quaternions"][0, :, 0].astype(float)  # (81, 4) of one segment
+    assert ((q[1:] * q[:-1]).sum(-1) > 0).all()
     _, back = small_pack.dequantise_motion(packed)
     assert _angle(back[0].astype(np.float64), rot).max() < 1e-4
 
