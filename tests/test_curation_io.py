@@ -151,9 +151,11 @@ def test_config_file_holds_the_run_table_and_the_repo_config_is_valid(tmp_path):
 def test_card_counts_reasons_and_hours():
     reports = [
         {"sequence_id": "a", "subject_id": "s1", "location_id": "l1", "split": "train", "status": "ok", "reason": None,
-         "clips": 2, "drops": {"overlap": 1}, "alignment": {"residual_m": 0.01, "residual_deg": 0.2}},
+         "clips": 2, "drops": {"overlap": 1}, "alignment": {"residual_m": 0.01, "residual_deg": 0.2,
+                                                       "clip_residual_m": [0.01, 0.012], "clip_residual_deg": [0.2, 0.3]}},
         {"sequence_id": "b", "subject_id": "s2", "location_id": "l2", "split": "test", "status": "ok", "reason": None,
-         "clips": 1, "drops": {"overlap": 2, "static_clip": 1}, "alignment": {"residual_m": 0.03, "residual_deg": 0.4}},
+         "clips": 1, "drops": {"overlap": 2, "static_clip": 1}, "alignment": {"residual_m": 0.03, "residual_deg": 0.4,
+                                                                  "clip_residual_m": [0.03], "clip_residual_deg": [0.4]}},
         {"sequence_id": "c", "subject_id": "s3", "location_id": "l3", "split": "val", "status": "skipped",
          "reason": "xsens: irregular timestamps", "clips": 0, "drops": {}, "alignment": None},
     ]
@@ -163,7 +165,8 @@ def test_card_counts_reasons_and_hours():
     assert card["hours"]["train"] == pytest.approx(10 / 3600)
     assert card["skip_reasons"] == {"xsens": 1}
     assert card["drop_reasons"] == {"overlap": 3, "static_clip": 1}
-    assert card["alignment_residual_m"]["max"] == pytest.approx(0.03)
+    assert card["alignment_residual_m"]["max"] == pytest.approx(0.03)  # over the 3 clips
+    assert card["alignment_residual_deg"]["median"] == pytest.approx(0.3)
     assert card["subjects"]["test"] == ["s2"]
     md = card_markdown(card)
     assert "| test | 1 |" in md and "`xsens`: 1" in md and "irregular timestamps" in md

@@ -28,18 +28,29 @@ def interpolate_poses(times_ns: np.ndarray, T: np.ndarray, query_ns: np.ndarray,
     Queries up to `tolerance_ns` outside [times[0], times[-1]] take the end pose; further
     outside raise ValueError (no extrapolation).
     """
+    R, p = interpolate_rotations_translations(times_ns, T[:, :3, :3], T[:, :3, 3], query_ns, tolerance_ns)
+    out = np.zeros((R.shape[0], 4, 4))
+    out[:, :3, :3] = R
+    out[:, :3, 3] = p
+    out[:, 3, 3] = 1.0
+    return out
+
+
+def interpolate_rotations_translations(times_ns: np.ndarray, R: np.ndarray, p: np.ndarray, query_ns: np.ndarray,
+                                       tolerance_ns: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) increasing times, (N, 3, 3) rotations (slerp) and (N, 3) translations (linear) ->
+    (M, 3, 3), (M, 3) at `query_ns`; only the samples around the queries are read (no copies of
+    the inputs), so it also serves one segment of a long Xsens sequence. Clamping as
+    `interpolate_poses`."""
     times = np.asarray(times_ns, dtype=np.int64)
     q = clamp_to_range(times, query_ns, tolerance_ns)
     i = np.clip(np.searchsorted(times, q, side="right") - 1, 0, times.size - 2)
     alpha = (q - times[i]).astype(np.float64) / (times[i + 1] - times[i]).astype(np.float64)
-    Ra = Rotation.from_matrix(T[i, :3, :3])
-    Rb = Rotation.from_matrix(T[i + 1, :3, :3])
+    Ra = Rotation.from_matrix(R[i])
+    Rb = Rotation.from_matrix(R[i + 1])
     step = Rotation.from_rotvec((Ra.inv() * Rb).as_rotvec() * alpha[:, None])
-    out = np.zeros((q.size, 4, 4))
-    out[:, :3, :3] = (Ra * step).as_matrix()
-    out[:, :3, 3] = (1.0 - alpha)[:, None] * T[i, :3, 3] + alpha[:, None] * T[i + 1, :3, 3]
-    out[:, 3, 3] = 1.0
-    return out
+    pos = (1.0 - alpha)[:, None] * p[i] + alpha[:, None] * p[i + 1]
+    return (Ra * step).as_matrix(), pos
 
 
 def max_gap_ns(times_ns: np.ndarray, start_ns: int, end_ns: int, tolerance_ns: int = 0) -> int:

@@ -33,6 +33,7 @@ from egotwin_bench.constants import HAND_ORDER, XSENS_FPS
 from egotwin_bench.geometry import invert_transform, make_transform, matrix_to_quat_wxyz, rotation_about_z
 from egotwin_bench.skeleton import HANDS, HEAD, NUM_SEGMENTS
 from egotwin_bench.synthetic import faults as F
+from egotwin_bench.synthetic import realism as RL
 from egotwin_bench.synthetic.body import MASTER_HZ, Subject, compute_channels, make_subject, pose_at
 from egotwin_bench.synthetic.camera import T_RAW_UPRIGHT, GlassesRig, aria_rgb_calibration, make_rig, ray_table_for
 from egotwin_bench.synthetic.narration import (
@@ -86,6 +87,13 @@ class SyntheticConfig:
     """MPS closed-loop rate; must divide 6000 and 1e6 (MPS itself: 1000)."""
     faults: tuple[str, ...] = ()
     crf: int = 18
+    realism: bool = False
+    """Add the nuisances of real captures (`synthetic.realism`): Xsens drift, unusable ends, MPS
+    noise, timestamp spikes, released narration schema. The clean content stays the same."""
+    drift_m: float | None = None
+    """With `realism`: largest horizontal Xsens drift over each sequence, metres (default: drawn)."""
+    drift_deg: float | None = None
+    """With `realism`: largest Xsens heading drift over each sequence, degrees (default: drawn)."""
 
     def __post_init__(self) -> None:
         if self.sequences < 1:
@@ -98,6 +106,10 @@ class SyntheticConfig:
             raise ValueError(f"trajectory_hz must divide {MASTER_HZ} and 1e6 (e.g. 100, 200, 1000), got {self.trajectory_hz}")
         if self.resolution < 64 or self.resolution % 2:
             raise ValueError(f"resolution must be even and >= 64, got {self.resolution}")
+        if not self.realism and (self.drift_m is not None or self.drift_deg is not None):
+            raise ValueError("drift_m / drift_deg need realism (--realism)")
+        if (self.drift_m or 0) < 0 or (self.drift_deg or 0) < 0:
+            raise ValueError("drift_m and drift_deg must be >= 0")
         unknown = [f for f in self.faults if f not in F.FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; choose from {', '.join(F.FAULTS)}")
@@ -240,11 +252,17 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     yaw_m = float(rng.uniform(-np.pi, np.pi))
     T_mps_xsens = make_transform(rotation_about_z(np.array(yaw_m)), np.array([*rng.uniform(-4, 4, 2), rng.uniform(-1.8, -1.2)]))
     fault_log: dict[str, dict] = {}
+    rr = RL.realism_rng(config.seed, spec.index) if config.realism else None
+    rspec = RL.draw_spec(seconds, rr, config.drift_m, config.drift_deg) if rr is not None else None
 
     # --- Xsens at 240 Hz ---
     n_x = int(np.floor(seconds * XSENS_FPS + 1e-9)) + 1
     pos_x, rot_x = pose_at(subject, channels, np.arange(n_x) * (MASTER_HZ // XSENS_FPS))
     t_us = np.round((timecode_start_ns + np.arange(n_x) * 1e9 / XSENS_FPS) / 1000).astype(np.int64)
+    if rr is not None:
+        x_yaw, x_trans = RL.xsens_error(np.arange(n_x) / XSENS_FPS, seconds, rspec, rr)
+        pos_x, rot_x = RL.apply_xsens_error(pos_x, rot_x, x_yaw, x_trans)
+        t_us, spike_frames = RL.spike_timestamps(t_us, rspec, rr)
     q = matrix_to_quat_wxyz(rot_x)
     for fault in spec.faults:
         if fault in ("jittered_timestamps", "irregular_timestamps"):
@@ -264,6 +282,9 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     T_wd = make_transform(rot_m[:, HEAD], pos_m[:, HEAD]) @ rig.T_head_device
     T_md = T_mps_xsens @ T_wd
     del pos_m, rot_m
+    if rr is not None:
+        m_rot, m_trans = RL.mps_error(np.arange(n_m) / hz, seconds, rr)
+        T_md = RL.apply_mps_error(T_md, m_rot, m_trans)
     R_md = T_md[:, :3, :3]
     vel_world = np.gradient(T_md[:, :3, 3], 1.0 / hz, axis=0)
     vel_dev = np.einsum("nji,nj->ni", R_md, vel_world)
@@ -308,18 +329,27 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
         hand_visible=visible, glove_pixels=glove_pixels, body_pixels=body_pixels,
     )
 
-    # --- narrations (TIME_CODE integer ns) ---
+    # --- narrations (clean: TIME_CODE integer ns; realism: the released schema, device seconds) ---
     def tc(s: float) -> int:
         return int(timecode_start_ns + round(s * 1e9))
 
+    def narration(name: str, columns: list[str], spans: list[tuple[float, float]], texts: list[list[str]]) -> None:
+        path = root / L.NARRATION_DIR / f"{name}.csv"
+        if rr is None:
+            _write_csv(path, ["start_time", "end_time", *columns], [[tc(a), tc(b), *t] for (a, b), t in zip(spans, texts)])
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        device = [(tc(a) + offset_ns, tc(b) + offset_ns) for a, b in spans]
+        path.write_text(RL.narration_csv(columns, texts, device, rr), encoding="utf-8")
+
     windows = group_windows(script, seconds, rng)
-    _write_csv(root / L.NARRATION_DIR / "atomic_action.csv", ["start_time", "end_time", ATOMIC_COLUMN],
-               [[tc(w.t0), tc(w.t1), atomic_text(w, rng)] for w in windows])
+    narration("atomic_action", [ATOMIC_COLUMN], [(w.t0, w.t1) for w in windows], [[atomic_text(w, rng)] for w in windows])
     motion_windows = group_windows(script, seconds, rng)
-    _write_csv(root / L.NARRATION_DIR / "motion_narration.csv", ["start_time", "end_time", *MOTION_COLUMNS],
-               [[tc(w.t0), tc(w.t1), *motion_texts(w, rng).values()] for w in motion_windows])
-    _write_csv(root / L.NARRATION_DIR / "activity_summarization.csv", ["start_time", "end_time", ACTIVITY_COLUMN],
-               [[tc(0.0), tc(seconds), activity_summary(script)]])
+    narration("motion_narration", list(MOTION_COLUMNS), [(w.t0, w.t1) for w in motion_windows],
+              [list(motion_texts(w, rng).values()) for w in motion_windows])
+    narration("activity_summarization", [ACTIVITY_COLUMN], [(0.0, seconds)], [[activity_summary(script)]])
+    if rr is not None:
+        RL.write_gt(root, x_yaw, x_trans, m_rot, m_trans, spike_frames)
 
     # --- metadata and sequence-level ground truth ---
     for fault in spec.faults:
@@ -330,6 +360,7 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
         "timecode_to_device_offset_ns": int(offset_ns), "timecode_start_ns": int(timecode_start_ns),
         "T_mpsworld_xsensworld": T_mps_xsens.tolist(), "rgb_fps": config.fps, "resolution": config.resolution,
         "trajectory_hz": hz, "faults": list(spec.faults),
+        "realism": rspec.to_json() if rspec is not None else None,
     }
     metadata = {"sequence_id": spec.sequence_id, "subject_id": subject.subject_id, "location_id": scene.location_id,
                 "synthetic": synthetic}
