@@ -219,7 +219,7 @@ def plan_sequence(spec: SequenceSpec, config: SyntheticConfig) -> SequencePlan:
 
 
 def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
-                   on_frame: Callable[[], None] | None = None) -> Path:
+                   on_frame: Callable[[], None] | None = None, rgb_from: Path | None = None) -> Path:
     """Generate and write one sequence folder (atomically); returns its path."""
     final = Path(out_root) / spec.sequence_id
     if final.is_dir():
@@ -229,7 +229,7 @@ def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _generate(tmp, spec, config, on_frame)
+        _generate(tmp, spec, config, on_frame, rgb_from)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -237,7 +237,8 @@ def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
     return final
 
 
-def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame: Callable[[], None] | None) -> None:
+def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame: Callable[[], None] | None,
+              rgb_from: Path | None = None) -> None:
     from egotwin_bench.nymeria import layout as L
     from egotwin_bench.nymeria.exported_recording import ExportedRecordingWriter
 
@@ -310,8 +311,16 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     frame_dev = frame_tc + offset_ns
     glove_pixels = np.zeros((n_f, 2), dtype=np.int64)
     body_pixels = np.zeros(n_f, dtype=np.int64)
-    with ExportedRecordingWriter(root / L.HEAD_DATA_DIR, calibration, config.fps, config.crf) as rec:
-        for i in range(n_f):
+    if rgb_from is not None:  # the same content rendered before (see `make_synthetic`): copy, do not render
+        source = Path(rgb_from) / spec.sequence_id
+        shutil.copytree(source / L.HEAD_DATA_DIR, root / L.HEAD_DATA_DIR, dirs_exist_ok=True)
+        with np.load(source / GT_FRAMES) as f:
+            if not np.array_equal(f["T_world_camera_raw"], T_world_cam):
+                raise ValueError(f"{source}: its frames show other content; rgb_from needs the same seed and options")
+            glove_pixels, body_pixels = f["glove_pixels"], f["body_pixels"]
+    with (ExportedRecordingWriter(root / L.HEAD_DATA_DIR, calibration, config.fps, config.crf)
+          if rgb_from is None else _NoWriter()) as rec:
+        for i in range(n_f if rgb_from is None else 0):
             image, labels = renderer.render(T_world_cam[i], pos_f[i], rot_f[i], outfit)
             counts = np.bincount(labels.ravel(), minlength=5)
             glove_pixels[i] = counts[LABEL_LEFT_GLOVE], counts[LABEL_RIGHT_GLOVE]
@@ -386,6 +395,14 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     _atomic_text(root / L.METADATA, json.dumps(metadata, indent=1))
 
 
+class _NoWriter:
+    def __enter__(self) -> "_NoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
@@ -395,13 +412,13 @@ def _json_default(o):
 
 
 def _worker(args) -> str:
-    out_root, spec, config, queue = args
+    out_root, spec, config, queue, rgb_from = args
     on_frame = (lambda: queue.put(1)) if queue is not None else None
-    return str(write_sequence(Path(out_root), spec, config, on_frame))
+    return str(write_sequence(Path(out_root), spec, config, on_frame, rgb_from))
 
 
 def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
-                   progress: Callable[[int], None] | None = None) -> list[Path]:
+                   progress: Callable[[int], None] | None = None, rgb_from: str | Path | None = None) -> list[Path]:
     """Write `config.sequences` sequences under `out` (existing complete ones are kept).
 
     Args:
@@ -409,6 +426,10 @@ def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
             method: a script calling this with workers > 1 needs the ``if __name__ == "__main__":``
             guard).
         progress: called with a number of frames rendered (for a progress bar).
+        rgb_from: a folder written with the same seed and options but `realism` off: its RGB
+            recordings and frame ground truth are copied instead of rendered (``--realism``
+            changes neither; checked on the camera poses). Saves the rendering when one content
+            is written clean and with several nuisance settings (benchmarks/curation_realism.py).
     Returns the sequence folders in order.
     """
     out = Path(out)
@@ -417,7 +438,7 @@ def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
     todo = pending_specs(out, config)
     if workers <= 1 or len(todo) <= 1:
         for spec in todo:
-            write_sequence(out, spec, config, (lambda: progress(1)) if progress else None)
+            write_sequence(out, spec, config, (lambda: progress(1)) if progress else None, rgb_from)
     else:
         import multiprocessing as mp
         import queue as queue_mod
@@ -426,7 +447,7 @@ def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
         with ctx.Manager() as manager:
             q = manager.Queue()
             with ctx.Pool(min(workers, len(todo))) as pool:
-                result = pool.map_async(_worker, [(str(out), s, config, q) for s in todo])
+                result = pool.map_async(_worker, [(str(out), s, config, q, rgb_from) for s in todo])
                 while not result.ready() or not q.empty():
                     try:
                         q.get(timeout=0.2)
