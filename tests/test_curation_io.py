@@ -59,13 +59,21 @@ def test_layout_ids_and_missing_files(tmp_path):
     (seq / "metadata.json").write_text(json.dumps({"location": "house 2"}))
     layout = open_sequence(seq)
     assert (layout.sequence_id, layout.subject_id, layout.location_id) == (seq.name, "james_johnson", "house 2")
-    assert len(layout.missing()) == 3 and XDATA in layout.missing()
+    assert len(layout.missing()) == 3 and f"{XDATA} (download group, Nymeria: `body_motion`)" in layout.missing()
     (seq / XDATA).parent.mkdir(parents=True)
     (seq / XDATA).write_bytes(b"")
     (seq / CLOSED_LOOP).parent.mkdir(parents=True)
     (seq / CLOSED_LOOP).write_text("")
-    assert layout.missing() == ["recording_head/data/data.vrs or recording_head/data/rgb.mp4"
-                                "+rgb_timestamps.csv+rgb_calibration.json"]
+    assert layout.missing() == ["recording_head/data/data.vrs (download group, Nymeria: `recording_head_data_data_vrs` "
+                                "(data.vrs is not in `recording_head`)) or an exported recording "
+                                "(recording_head/data/rgb.mp4+rgb_timestamps.csv+rgb_calibration.json)"]
+    # Nymeria+ (recognised by its own files): data.vrs is in no download group, xdata.npz in body_raw.
+    (seq / "body" / "xdata_smpl_neutral.npz").write_bytes(b"")
+    (seq / XDATA).unlink()
+    assert layout.is_nymeria_plus
+    missing = layout.missing()
+    assert f"{XDATA} (download group, Nymeria+: `body_raw`)" in missing
+    assert "Nymeria+: none: `recording_head/data/data.vrs` is an ungrouped file, never auto-included" in missing[1]
     other = tmp_path / "other"
     other.mkdir()
     (other / "metadata.json").write_text(json.dumps({"sequence_id": "a/b c", "subject_id": 7}))

@@ -314,7 +314,7 @@ def _curate(seq_dir: Path, out_dir: Path, config: CurationConfig, report: Sequen
         raise Skip("missing_data", "missing " + ", ".join(missing))
     narration_path = seq.narration_csv(config.windows.narration_file)
     if not narration_path.is_file():
-        raise Skip("no_narration", f"no {narration_path.relative_to(seq_dir)}")
+        raise Skip("no_narration", "no " + L.download_hint(str(narration_path.relative_to(seq_dir)), seq.is_nymeria_plus))
     try:
         xsens = load_xsens(seq.path(L.XDATA))
     except XsensError as exc:

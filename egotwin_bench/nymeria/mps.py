@@ -86,3 +86,36 @@ def _captured_output() -> Iterator[_Log]:
                 os.close(fd)
             tmp.seek(0)
             log.text = tmp.read().decode(errors="replace")
+
+
+def read_online_rgb_calibration(path: str | Path, image_size: tuple[int, int], device_time_ns: int | None = None):
+    """The ``camera-rgb`` calibration of MPS ``online_calibration.jsonl``, fitted to frames of
+    `image_size` (width, height).
+
+    MPS stores camera-rgb at the sensor's full resolution (2880 x 2880) whatever the recording's
+    frame size (Aria: 1408 x 1408); a calibration of another size is rescaled
+    (`CameraCalibration.rescale`, same aspect ratio required) before use. Takes the record nearest
+    `device_time_ns` (default: the middle record). Raises `TrajectoryError` when the file has no
+    camera-rgb or the aspect ratios differ.
+    """
+    from projectaria_tools.core.mps import read_online_calibration
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrajectoryError(f"{path}: no MPS online calibration")
+    with _captured_output():
+        records = read_online_calibration(str(path))
+    if not records:
+        raise TrajectoryError(f"{path}: no online calibration records")
+    times = np.array([_micros(r) for r in records], dtype=np.int64) * 1000
+    k = len(records) // 2 if device_time_ns is None else int(np.argmin(np.abs(times - int(device_time_ns))))
+    calib = records[k].get_camera_calib("camera-rgb")
+    if calib is None:
+        raise TrajectoryError(f"{path}: record {k} has no camera-rgb calibration")
+    w, h = (int(v) for v in calib.get_image_size())
+    width, height = int(image_size[0]), int(image_size[1])
+    if (w, h) == (width, height):
+        return calib
+    if abs(width / w - height / h) > 1e-9:
+        raise TrajectoryError(f"{path}: camera-rgb is {w}x{h}, frames are {width}x{height}: not a uniform rescale")
+    return calib.rescale(np.array([width, height], dtype=np.int32), width / w)
