@@ -262,3 +262,19 @@ def test_exported_frames_convert_like_swscale(tmp_path):
             fast, slow = frame_to_rgb(frame).astype(int), frame.to_ndarray(format="rgb24").astype(int)
             assert fast.shape == slow.shape == (96, 128, 3)
             assert np.abs(fast - slow).mean() < 1.5 and np.abs(fast - slow).max() <= 12
+
+
+def test_exported_frames_of_another_size_than_the_calibration_are_refused(tmp_path):
+    """64² frames under a 128² calibration (undistorting would sample outside the frames: 76 %
+    black output before this check): a clear error naming both sizes."""
+    from egotwin_bench.nymeria.exported_recording import (
+        CALIBRATION_FILE, ExportedRecording, ExportedRecordingError, calibration_to_json, write_exported_recording)
+    from egotwin_bench.synthetic.camera import aria_rgb_calibration
+
+    small, big = aria_rgb_calibration(64, np.eye(4)), aria_rgb_calibration(128, np.eye(4))
+    frames = [np.full((64, 64, 3), 100 + k, np.uint8) for k in range(3)]
+    write_exported_recording(tmp_path, frames, [10, 20, 30], [1, 2, 3], small, fps=10)
+    assert len(ExportedRecording.open(tmp_path)) == 3
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(calibration_to_json(big)))
+    with pytest.raises(ExportedRecordingError, match="frames are 64x64, but rgb_calibration.json describes a 128x128"):
+        ExportedRecording.open(tmp_path)
