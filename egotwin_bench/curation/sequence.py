@@ -142,7 +142,7 @@ class SequenceAlignment:
         tr = self.track
         v = tr.valid
         # Drift: the range of the anchor averaged over 5 s windows (robust to single samples).
-        grid = tr.times_ns[v][:: max(1, int(v.sum() // max(1, (tr.times_ns[-1] - tr.times_ns[0]) // 5 * 10**9)))]
+        grid = np.arange(int(tr.times_ns[0]), int(tr.times_ns[-1]) + 1, 5 * 10**9, dtype=np.int64)
         yaw, trans, count = anchor_at(tr, grid, 5.0)
         ok = count > 0
         horizontal = trans[ok, :2] - trans[ok, :2].mean(axis=0)
@@ -264,7 +264,7 @@ def _plan_clip(
     motion_t = frame_times_ns(w.t0_ns, MOTION_FPS, MOTION_FRAMES)
     if xsens.nonfinite_between(int(motion_t[0]), int(motion_t[-1])):
         return "nan"
-    positions, rotations = resample(xsens.positions, xsens.rotations, xsens.timestamps_ns, MOTION_FPS, w.t0_ns, MOTION_FRAMES)
+    positions, rotations = resample(*xsens.window(int(motion_t[0]), int(motion_t[-1])), MOTION_FPS, w.t0_ns, MOTION_FRAMES)
     T_mworld_device = interpolate_poses(traj.timestamps_ns, traj.T_world_device, cap, CLOCK_ROUNDING_NS)
     camera_poses = al.T_world_mworld @ T_mworld_device @ table.T_device_camera
     if not (np.isfinite(positions).all() and np.isfinite(rotations).all() and np.isfinite(camera_poses).all()):
