@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,9 @@ def main() -> None:
         return out
 
     dataset = run("local", "local", 1)  # in-process, no Ray: the per-sequence work alone
+    # Peak resident memory of this process so far: imports + curating every sequence in turn, the
+    # footprint of one worker (Linux ru_maxrss is in KiB).
+    result["local_peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
     t = time.perf_counter()
     ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)
     result["ray_init_s"] = round(time.perf_counter() - t, 2)

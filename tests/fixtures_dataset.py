@@ -4,7 +4,7 @@
   built once per test session with the in-process engine (no Ray start-up; the Ray engine is
   checked to give the identical dataset in tests/test_curation_pipeline.py). Consumers get the
   folder path; read it with `egotwin_bench.data.ClipDataset` / `CuratedDataset`.
-* `tiny_sequence`: one clean 16 s synthetic sequence at 64 px (RGB 10 FPS, MPS 100 Hz; ~1 s to
+* `tiny_sequence`: one clean 22 s synthetic sequence at 64 px (RGB 10 FPS, MPS 100 Hz; ~1 s to
   write, ~1 s to curate) and the clip starts of its clean curation (3 clips), for tests that
   damage a copy of it (tests/test_curation_filters.py). `copy_sequence` makes such a copy.
 * `ray_session`: one small local Ray (2 CPUs, 256 MiB object store) for the whole session; yields
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-TINY_CONFIG = dict(sequences=1, seconds=16.0, seed=3, resolution=64, fps=10, trajectory_hz=100)
+TINY_CONFIG = dict(sequences=1, seconds=22.0, seed=1, resolution=64, fps=10, trajectory_hz=100)
 
 
 @dataclass(frozen=True)

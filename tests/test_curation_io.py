@@ -59,13 +59,21 @@ def test_layout_ids_and_missing_files(tmp_path):
     (seq / "metadata.json").write_text(json.dumps({"location": "house 2"}))
     layout = open_sequence(seq)
     assert (layout.sequence_id, layout.subject_id, layout.location_id) == (seq.name, "james_johnson", "house 2")
-    assert len(layout.missing()) == 3 and XDATA in layout.missing()
+    assert len(layout.missing()) == 3 and f"{XDATA} (download group, Nymeria: `body_motion`)" in layout.missing()
     (seq / XDATA).parent.mkdir(parents=True)
     (seq / XDATA).write_bytes(b"")
     (seq / CLOSED_LOOP).parent.mkdir(parents=True)
     (seq / CLOSED_LOOP).write_text("")
-    assert layout.missing() == ["recording_head/data/data.vrs or recording_head/data/rgb.mp4"
-                                "+rgb_timestamps.csv+rgb_calibration.json"]
+    assert layout.missing() == ["recording_head/data/data.vrs (download group, Nymeria: `recording_head_data_data_vrs` "
+                                "(data.vrs is not in `recording_head`)) or an exported recording "
+                                "(recording_head/data/rgb.mp4+rgb_timestamps.csv+rgb_calibration.json)"]
+    # Nymeria+ (recognised by its own files): data.vrs is in no download group, xdata.npz in body_raw.
+    (seq / "body" / "xdata_smpl_neutral.npz").write_bytes(b"")
+    (seq / XDATA).unlink()
+    assert layout.is_nymeria_plus
+    missing = layout.missing()
+    assert f"{XDATA} (download group, Nymeria+: `body_raw`)" in missing
+    assert "Nymeria+: none: `recording_head/data/data.vrs` is an ungrouped file, never auto-included" in missing[1]
     other = tmp_path / "other"
     other.mkdir()
     (other / "metadata.json").write_text(json.dumps({"sequence_id": "a/b c", "subject_id": 7}))
@@ -151,9 +159,11 @@ def test_config_file_holds_the_run_table_and_the_repo_config_is_valid(tmp_path):
 def test_card_counts_reasons_and_hours():
     reports = [
         {"sequence_id": "a", "subject_id": "s1", "location_id": "l1", "split": "train", "status": "ok", "reason": None,
-         "clips": 2, "drops": {"overlap": 1}, "alignment": {"residual_m": 0.01, "residual_deg": 0.2}},
+         "clips": 2, "drops": {"overlap": 1}, "alignment": {"residual_m": 0.01, "residual_deg": 0.2,
+                                                       "clip_residual_m": [0.01, 0.012], "clip_residual_deg": [0.2, 0.3]}},
         {"sequence_id": "b", "subject_id": "s2", "location_id": "l2", "split": "test", "status": "ok", "reason": None,
-         "clips": 1, "drops": {"overlap": 2, "static_clip": 1}, "alignment": {"residual_m": 0.03, "residual_deg": 0.4}},
+         "clips": 1, "drops": {"overlap": 2, "static_clip": 1}, "alignment": {"residual_m": 0.03, "residual_deg": 0.4,
+                                                                  "clip_residual_m": [0.03], "clip_residual_deg": [0.4]}},
         {"sequence_id": "c", "subject_id": "s3", "location_id": "l3", "split": "val", "status": "skipped",
          "reason": "xsens: irregular timestamps", "clips": 0, "drops": {}, "alignment": None},
     ]
@@ -163,7 +173,8 @@ def test_card_counts_reasons_and_hours():
     assert card["hours"]["train"] == pytest.approx(10 / 3600)
     assert card["skip_reasons"] == {"xsens": 1}
     assert card["drop_reasons"] == {"overlap": 3, "static_clip": 1}
-    assert card["alignment_residual_m"]["max"] == pytest.approx(0.03)
+    assert card["alignment_residual_m"]["max"] == pytest.approx(0.03)  # over the 3 clips
+    assert card["alignment_residual_deg"]["median"] == pytest.approx(0.3)
     assert card["subjects"]["test"] == ["s2"]
     md = card_markdown(card)
     assert "| test | 1 |" in md and "`xsens`: 1" in md and "irregular timestamps" in md
@@ -251,3 +262,19 @@ def test_exported_frames_convert_like_swscale(tmp_path):
             fast, slow = frame_to_rgb(frame).astype(int), frame.to_ndarray(format="rgb24").astype(int)
             assert fast.shape == slow.shape == (96, 128, 3)
             assert np.abs(fast - slow).mean() < 1.5 and np.abs(fast - slow).max() <= 12
+
+
+def test_exported_frames_of_another_size_than_the_calibration_are_refused(tmp_path):
+    """64² frames under a 128² calibration (undistorting would sample outside the frames: 76 %
+    black output before this check): a clear error naming both sizes."""
+    from egotwin_bench.nymeria.exported_recording import (
+        CALIBRATION_FILE, ExportedRecording, ExportedRecordingError, calibration_to_json, write_exported_recording)
+    from egotwin_bench.synthetic.camera import aria_rgb_calibration
+
+    small, big = aria_rgb_calibration(64, np.eye(4)), aria_rgb_calibration(128, np.eye(4))
+    frames = [np.full((64, 64, 3), 100 + k, np.uint8) for k in range(3)]
+    write_exported_recording(tmp_path, frames, [10, 20, 30], [1, 2, 3], small, fps=10)
+    assert len(ExportedRecording.open(tmp_path)) == 3
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(calibration_to_json(big)))
+    with pytest.raises(ExportedRecordingError, match="frames are 64x64, but rgb_calibration.json describes a 128x128"):
+        ExportedRecording.open(tmp_path)

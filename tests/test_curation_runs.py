@@ -58,7 +58,8 @@ def test_limit_and_skips_leave_no_stale_shards(tiny_sequence, tmp_path):
     # A config under which the sequence is skipped: its task removes the shard at once ...
     strict = CurationConfig(alignment=AlignmentConfig(max_residual_m=1e-12))
     report = process_one(str(root / "a"), str(out), strict, "train")
-    assert report["reason"].startswith("alignment_residual:") and _shards(out) == []
+    assert report["reason"].startswith("no_clips:") and "'alignment_residual': 3" in report["reason"]
+    assert _shards(out) == []
     # ... and the finalisation leaves a consistent, empty dataset.
     card = build_dataset(root, out, strict, engine="local", limit=1)
     assert card["clips"]["total"] == 0 and pq.read_table(out / "manifest.parquet").num_rows == 0

@@ -23,8 +23,9 @@ def register(app: typer.Typer) -> None:
         narration_file: Optional[str] = typer.Option(None, "--narration-file", help="Narration CSV stem whose windows make the clips \\[default: atomic_action]."),
         text_column: Optional[str] = typer.Option(None, "--text-column", help="Narration column used as the prompt \\[default: 'Describe my atomic actions']."),
         focal_px: Optional[float] = typer.Option(None, "--focal-px", help="Pinhole focal length (px) of the 480x480 upright view \\[default: 240, a 90° FOV]."),
-        max_residual_m: Optional[float] = typer.Option(None, "--max-residual-m", help="Reject a sequence whose hand-eye RMS residual exceeds this, metres \\[default: 0.05]."),
-        max_residual_deg: Optional[float] = typer.Option(None, "--max-residual-deg", help="... or this, degrees \\[default: 5]."),
+        max_residual_m: Optional[float] = typer.Option(None, "--max-residual-m", help="Drop a clip whose alignment residual (RMS, Xsens head re-anchored on the Aria device) exceeds this, metres \\[default: 0.03]."),
+        max_residual_deg: Optional[float] = typer.Option(None, "--max-residual-deg", help="... or this, degrees \\[default: 3.0]."),
+        trim_s: Optional[float] = typer.Option(None, "--trim-s", min=0.0, help="Seconds shaved off each end of the Xsens / MPS / RGB overlap (the official Nymeria rule) \\[default: 1.0]."),
         rgb_source: Optional[str] = typer.Option(None, "--rgb-source", help="'vrs': data.vrs when present, else the exported rgb.mp4; 'exported': the opposite \\[default: vrs]."),
         config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of CurationConfig tables (as pipelines/curation.toml; its \\[run] table is ignored); options given here override it."),
     ) -> None:
@@ -60,6 +61,7 @@ def register(app: typer.Typer) -> None:
             windows=replace(base.windows, **given(narration_file=narration_file, text_column=text_column)),
             alignment=replace(base.alignment, **given(max_residual_m=max_residual_m, max_residual_deg=max_residual_deg)),
             view=replace(base.view, **given(focal_px=focal_px)),
+            filters=replace(base.filters, **given(trim_s=trim_s)),
             splits=replace(base.splits, **given(seed=seed, test_fraction=test_fraction, val_fraction=val_fraction)),
             **given(rgb_source=rgb_source),
         )

@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
         fps: int = typer.Option(10, "--fps", min=1, help="RGB frame rate; must divide 6000."),
         trajectory_hz: int = typer.Option(1000, "--trajectory-hz", min=1, help="MPS closed-loop trajectory rate (MPS: 1000)."),
         faults: Optional[str] = typer.Option(None, "--faults", help="Comma-separated faults, each applied to one sequence: jittered_timestamps, irregular_timestamps, zero_quaternions, truncated_mp4, missing_narration, missing_trajectory."),
+        realism: bool = typer.Option(False, "--realism", help="Add the nuisances of real captures, with exact ground truth: Xsens drift, 1 s unusable ends, MPS noise, Xsens timestamp spikes, narrations in the released schema (device seconds, BOM). See docs/synthetic.md."),
+        drift_m: Optional[float] = typer.Option(None, "--drift-m", min=0.0, help="With --realism: largest horizontal Xsens drift over each sequence, metres \\[default: 0.3-1 m per 20 min, scaled by sqrt(length / 20 min)]."),
+        drift_deg: Optional[float] = typer.Option(None, "--drift-deg", min=0.0, help="With --realism: largest Xsens heading drift over each sequence, degrees \\[default: 2-5° per 20 min, scaled likewise]."),
         workers: int = typer.Option(2, "--workers", min=1, help="Processes rendering sequences in parallel."),
     ) -> None:
         """Write procedurally generated sequences (scenes, bodies, glasses, fisheye RGB, narrations) in the Nymeria layout."""
@@ -31,7 +34,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             config = SyntheticConfig(sequences=sequences, seconds=seconds, seed=seed, resolution=resolution, fps=fps,
-                                     trajectory_hz=trajectory_hz, faults=parse_faults(faults))
+                                     trajectory_hz=trajectory_hz, faults=parse_faults(faults), realism=realism,
+                                     drift_m=drift_m, drift_deg=drift_deg)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
         started = time.perf_counter()

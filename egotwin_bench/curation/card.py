@@ -17,8 +17,9 @@ def card_dict(reports: list[dict], splits: dict[str, list[str]], config: dict, v
     drops: Counter = Counter()
     for r in reports:
         drops.update(r.get("drops") or {})
-    res_m = [r["alignment"]["residual_m"] for r in reports if r.get("alignment")]
-    res_deg = [r["alignment"]["residual_deg"] for r in reports if r.get("alignment")]
+    # Per-clip alignment residuals of the clips that passed the alignment check.
+    res_m = [v for r in reports if r["status"] == "ok" for v in (r.get("alignment") or {}).get("clip_residual_m", [])]
+    res_deg = [v for r in reports if r["status"] == "ok" for v in (r.get("alignment") or {}).get("clip_residual_deg", [])]
 
     def stats(x: list[float]) -> dict:
         if not x:
@@ -41,8 +42,8 @@ def card_dict(reports: list[dict], splits: dict[str, list[str]], config: dict, v
         "trajectory_quality_filter": bool(filters.get("min_trajectory_quality", 0.0) > 0),
         "per_sequence": [
             {k: r.get(k) for k in ("sequence_id", "split", "status", "reason", "clips", "notes")}
-            | {"residual_m": (r.get("alignment") or {}).get("residual_m"),
-               "residual_deg": (r.get("alignment") or {}).get("residual_deg")}
+            | {key: (r.get("alignment") or {}).get(key)
+               for key in ("residual_m", "residual_deg", "xsens_drift_m", "xsens_drift_deg")}
             for r in reports
         ],
         "config": config,
@@ -71,7 +72,7 @@ def card_markdown(card: dict) -> str:
     lines += ["", "## Filters", ""] + _filter_lines(card["config"])
     m, d = card["alignment_residual_m"], card["alignment_residual_deg"]
     if m:
-        lines += ["", "## Hand-eye alignment residual (RMS per sequence)", "",
+        lines += ["", "## Alignment residual (RMS per clip, after re-anchoring on the Aria head)", "",
                   f"- translation: median {m['median'] * 100:.2f} cm, p90 {m['p90'] * 100:.2f} cm, max {m['max'] * 100:.2f} cm",
                   f"- rotation: median {d['median']:.2f}°, p90 {d['p90']:.2f}°, max {d['max']:.2f}°"]
     lines += ["", "## Sequences", "", "| sequence | split | status | clips | reason / notes |", "|---|---|---|---:|---|"]
@@ -91,7 +92,8 @@ def _filter_lines(config: dict) -> list[str]:
                "**off** (`min_trajectory_quality` = 0, the default: MPS closed-loop poses carry no per-pose score "
                "in every release)")
     return [
-        f"- alignment residual: sequences above {a['max_residual_m']} m or {a['max_residual_deg']}° RMS are rejected",
+        f"- span trim: {f.get('trim_s', 0.0)} s shaved off each end of the Xsens / MPS / RGB overlap",
+        f"- alignment residual: clips above {a['max_residual_m']} m or {a['max_residual_deg']}° RMS are dropped",
         f"- trajectory gap: clips with an MPS gap over {f['max_trajectory_gap_s']} s are dropped",
         f"- trajectory quality: {quality}",
         f"- static clip: clips where no segment moves {f['static_max_displacement_m']} m are dropped",

@@ -28,6 +28,11 @@ class FilterConfig:
     max_frame_offset_s: float | None = None
     """Largest |capture time - clip time| of a video frame; None: half the median RGB frame
     interval + 2 ms. Larger means a dropped camera frame ("rgb_frame_missing")."""
+    trim_s: float = 1.0
+    """Seconds shaved off each end of the span where Xsens, MPS and RGB overlap before the
+    alignment and the clip placement (the public Nymeria tools' rule: ``ignore_ns = 1e9`` in
+    `NymeriaDataProvider`, ``DEFAULT_TIMELINE_TRIM_NS`` in Nymeria+): the devices start and stop
+    recording, and the Xsens filter and MPS settle, there."""
     static_max_displacement_m: float = 0.05
     """A clip where no segment moves farther than this from its first-frame position is
     "static_clip" (a person standing still with a still head: uninformative)."""

@@ -2,18 +2,24 @@
 
 `curate_sequence` never raises for bad data: every fault ends as ``status="skipped"`` with a
 reason ``"<code>: <detail>"`` (codes in `SKIP_CODES`), and per-clip filters are counted in
-``drops``. Steps: read (layout, Xsens with repairs, MPS, RGB, narration) -> common time span
--> hand-eye alignment (reject above the residual threshold) -> clip windows -> per clip:
-motion resampled to 16 FPS, camera poses, hand visibility, filters -> one ordered decoding
+``drops``. Steps: read (layout, Xsens with repairs, MPS, RGB, narration) -> common time span,
+less `FilterConfig.trim_s` at each end -> head -> device offset from short relative motions and
+the re-anchoring track (`curation.alignment`) -> clip windows -> per clip: motion resampled to
+16 FPS and re-anchored into the output world, camera poses, the clip's alignment residual (drop
+above the threshold), hand visibility, filters -> one ordered decoding
 pass over the needed RGB frames, undistorted with the cached table -> H.264 -> rows. A decoder
 failure part-way (a truncated MP4, a corrupt VRS record) keeps the clips whose frames all
 decoded and counts the others as "rgb_frame_missing" (the error is in the report's `notes`).
 A sequence that ends not ok leaves no shard: a shard of an earlier run is deleted.
 
-Camera poses: ``T_xworld_camera = Y · T_mworld_device(t) · T_device_camera`` with Y from the
-hand-eye solve, the MPS pose interpolated at the *capture time of the RGB frame shown* (the
+World of every clip array: the sequence's output world (`curation.alignment`: the MPS world
+moved by the constant ``T_world_mworld``, laid onto the Xsens world's mean position; Z up, floor
+at z = 0). Camera poses: ``T_world_camera = T_world_mworld · T_mworld_device(t) ·
+T_device_camera``, the MPS pose interpolated at the *capture time of the RGB frame shown* (the
 nearest frame to the clip's 8 FPS grid; its offset is bounded by `max_frame_offset_s`), and
-``T_device_camera`` the upright pinhole camera. ``T_head_camera = X · T_device_camera``.
+``T_device_camera`` the upright pinhole camera. Motion frame k: the Xsens pose moved by
+``T_world_mworld · M_avg(t_k)`` (the re-anchoring transform averaged around t_k), so Xsens drift
+does not accumulate. ``T_head_camera = X · T_device_camera``.
 Hand visibility follows the paper's "visible from the head in motion": the camera is the
 motion's head pose (frame 2k) times ``T_head_camera``, the hands are the motion's hand
 segments.
@@ -31,15 +37,29 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from egotwin_bench.constants import MOTION_FPS, MOTION_FRAMES, VIDEO_FPS, VIDEO_FRAMES
-from egotwin_bench.curation.alignment import AlignmentError, HandEyeResult, solve_hand_eye
+from egotwin_bench.curation.alignment import (
+    AlignmentError,
+    AlignmentTrack,
+    HeadDeviceOffset,
+    anchor_at,
+    clip_residual,
+    make_track,
+    reanchor_motion,
+    solve_head_device,
+)
 from egotwin_bench.curation.config import CurationConfig
 from egotwin_bench.curation.shards import atomic_write_table, rows_to_table
-from egotwin_bench.curation.trajectory import CLOCK_ROUNDING_NS, interpolate_poses, max_gap_ns
+from egotwin_bench.curation.trajectory import (
+    CLOCK_ROUNDING_NS,
+    interpolate_poses,
+    interpolate_rotations_translations,
+    max_gap_ns,
+)
 from egotwin_bench.curation.undistort import RemapTable, remap_table, undistort
 from egotwin_bench.curation.video import encode_mp4
 from egotwin_bench.curation.visibility import hand_visibility
 from egotwin_bench.curation.windows import ClipWindow, clip_windows
-from egotwin_bench.geometry import make_transform
+from egotwin_bench.geometry import invert_transform, make_transform
 from egotwin_bench.motion.resampling import frame_times_ns, resample
 from egotwin_bench.nymeria import layout as L
 from egotwin_bench.nymeria.clock import ClockError
@@ -56,8 +76,7 @@ SKIP_CODES: dict[str, str] = {
     "trajectory": "MPS closed-loop trajectory unreadable",
     "rgb": "RGB stream / calibration / clock unreadable",
     "no_narration": "no narration file or no usable narration rows",
-    "alignment": "hand-eye problem degenerate",
-    "alignment_residual": "hand-eye residual above the threshold",
+    "alignment": "head -> device offset unobservable (too few samples, too little head rotation)",
     "no_clips": "every candidate clip was filtered out (see drops)",
     "error": "an unexpected exception (a bug or unforeseen bad data; the traceback is in the report), or a "
              "Ray worker that crashed on every attempt; retried by the next run",
@@ -72,6 +91,8 @@ DROP_CODES: dict[str, str] = {
     "trajectory_quality": "an MPS pose below `min_trajectory_quality` (off by default)",
     "nan": "the clip touches Xsens frames with NaN/inf values (or its poses are not finite)",
     "static_clip": "no segment moves more than `static_max_displacement_m`",
+    "alignment_residual": "the clip's Xsens head and Aria device disagree beyond `max_residual_m` / "
+                          "`max_residual_deg` after re-anchoring",
 }
 
 
@@ -103,6 +124,41 @@ class SequenceReport:
     traceback: str | None = None
 
 
+@dataclass(frozen=True)
+class SequenceAlignment:
+    """The alignment of one sequence (see `curation.alignment`)."""
+
+    offset: HeadDeviceOffset
+    track: AlignmentTrack
+    T_world_mworld: np.ndarray
+    """(4, 4) MPS world -> output world (constant for the sequence)."""
+
+    @property
+    def T_head_device(self) -> np.ndarray:
+        return self.offset.T_head_device
+
+    def record(self) -> dict:
+        """JSON-able summary for the sequence report (residuals of the clips are added later)."""
+        tr = self.track
+        v = tr.valid
+        # Drift: the range of the anchor averaged over 5 s windows (robust to single samples).
+        grid = np.arange(int(tr.times_ns[0]), int(tr.times_ns[-1]) + 1, 5 * 10**9, dtype=np.int64)
+        yaw, trans, count = anchor_at(tr, grid, 5.0)
+        ok = count > 0
+        horizontal = trans[ok, :2] - trans[ok, :2].mean(axis=0)
+        return {
+            "T_head_device": self.T_head_device.tolist(),
+            "T_world_mps": self.T_world_mworld.tolist(),
+            "handeye_residual_m": self.offset.residual_m,
+            "handeye_residual_deg": self.offset.residual_deg,
+            "handeye_pairs": self.offset.pairs,
+            "samples": int(v.sum()),
+            "xsens_drift_m": float(np.linalg.norm(horizontal, axis=-1).max()) if ok.any() else 0.0,
+            "xsens_drift_deg": float(np.rad2deg(np.ptp(yaw[ok]))) if ok.any() else 0.0,
+            "world_tilt_deg": float(np.median(tr.tilt_deg[v])) if v.any() else 0.0,
+        }
+
+
 @dataclass
 class _PlannedClip:
     window: ClipWindow
@@ -112,6 +168,8 @@ class _PlannedClip:
     frame_indices: np.ndarray
     hand_visible: np.ndarray
     flags: list[str]
+    residual_m: float
+    residual_deg: float
     frames: dict[int, np.ndarray] = field(default_factory=dict)
 
 
@@ -124,35 +182,56 @@ def clip_id(sequence_id: str, t0_ns: int) -> str:
 
 
 def _common_span(xsens: XsensMotion, traj: Trajectory, rgb: RgbStream) -> tuple[int, int]:
+    """TIME_CODE span where Xsens, MPS and RGB all have data (untrimmed)."""
     to_tc = rgb.clock.device_to_timecode
     starts = [xsens.timestamps_ns[0], to_tc(traj.timestamps_ns[:1])[0], to_tc(rgb.device_times_ns[:1])[0]]
     ends = [xsens.timestamps_ns[-1], to_tc(traj.timestamps_ns[-1:])[0], to_tc(rgb.device_times_ns[-1:])[0]]
     return int(max(starts)), int(min(ends))
 
 
-def align(xsens: XsensMotion, traj: Trajectory, rgb: RgbStream, span: tuple[int, int], config: CurationConfig) -> HandEyeResult:
-    """Hand-eye solve on head/device poses sampled at `alignment.sample_hz` over `span`."""
-    hz = config.alignment.sample_hz
-    n = int((span[1] - span[0]) * hz // 1e9) + 1
-    if n < config.alignment.min_samples:
+def _head_poses(xsens: XsensMotion, t_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4, 4) Xsens head poses at TIME_CODE `t_ns` (inside the Xsens span) and a (N,) mask of
+    the samples whose two neighbouring Xsens frames are finite (identity elsewhere)."""
+    ts = xsens.timestamps_ns
+    i = np.clip(np.searchsorted(ts, t_ns, side="right") - 1, 0, ts.size - 2)
+    p, R = xsens.positions[:, HEAD], xsens.rotations[:, HEAD]
+    finite = np.isfinite(p).all(axis=-1) & np.isfinite(R).all(axis=(-2, -1))
+    ok = finite[i] & finite[i + 1]
+    A = np.broadcast_to(np.eye(4), (t_ns.size, 4, 4)).copy()
+    if ok.any():
+        # Only the neighbouring frames are read; masked so that slerp never sees a NaN frame.
+        sel = np.flatnonzero(ok)
+        keep = np.unique(np.concatenate([i[sel], i[sel] + 1]))
+        Rq, pq = interpolate_rotations_translations(ts[keep], R[keep], p[keep], t_ns[sel])
+        A[sel, :3, :3], A[sel, :3, 3] = Rq, pq
+    return A, ok
+
+
+def align(xsens: XsensMotion, traj: Trajectory, rgb: RgbStream, span: tuple[int, int], config: CurationConfig) -> SequenceAlignment:
+    """Head -> device offset and re-anchoring track from samples at `alignment.sample_hz` over `span`."""
+    a = config.alignment
+    n = int((span[1] - span[0]) * a.sample_hz // 1e9) + 1
+    if n < a.min_samples:
         raise Skip("missing_data", f"only {(span[1] - span[0]) / 1e9:.1f} s where Xsens, MPS and RGB overlap")
-    t = frame_times_ns(span[0], hz, n)
+    t = frame_times_ns(span[0], a.sample_hz, n)
     dev = rgb.clock.timecode_to_device(t)
     i = np.clip(np.searchsorted(traj.timestamps_ns, dev), 1, len(traj) - 1)
-    local_gap = traj.timestamps_ns[i] - traj.timestamps_ns[i - 1]
-    ok = local_gap <= config.filters.max_trajectory_gap_s * 1e9
-    if ok.sum() < config.alignment.min_samples:
+    ok = traj.timestamps_ns[i] - traj.timestamps_ns[i - 1] <= config.filters.max_trajectory_gap_s * 1e9
+    if ok.sum() < a.min_samples:
         raise Skip("trajectory", "the MPS trajectory has gaps over nearly the whole sequence")
-    p, R = resample(xsens.positions, xsens.rotations, xsens.timestamps_ns, hz, span[0], n)
-    ok &= np.isfinite(p[:, HEAD]).all(axis=-1) & np.isfinite(R[:, HEAD]).all(axis=(-2, -1))  # NaN Xsens frames
-    if ok.sum() < config.alignment.min_samples:
+    A, finite = _head_poses(xsens, t)
+    ok &= finite  # NaN Xsens frames
+    if ok.sum() < a.min_samples:
         raise Skip("xsens", "the head segment is NaN over nearly the whole sequence")
-    A = make_transform(R[ok, HEAD], p[ok, HEAD])
-    B = interpolate_poses(traj.timestamps_ns, traj.T_world_device, dev[ok], CLOCK_ROUNDING_NS)
+    B = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+    B[ok] = interpolate_poses(traj.timestamps_ns, traj.T_world_device, dev[ok], CLOCK_ROUNDING_NS)
+    lag = max(1, int(round(a.lag_s * a.sample_hz)))
     try:
-        return solve_hand_eye(A, B, config.alignment)
+        offset = solve_head_device(A, B, ok, lag, a.min_rotation_deg, a.min_samples)
     except AlignmentError as exc:
         raise Skip("alignment", str(exc)) from exc
+    track = make_track(t, A, B, ok, offset.T_head_device)
+    return SequenceAlignment(offset, track, invert_transform(track.mean_anchor))
 
 
 def video_frame_indices(rgb: RgbStream, t0_ns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +243,7 @@ def video_frame_indices(rgb: RgbStream, t0_ns: int) -> tuple[np.ndarray, np.ndar
 
 
 def _plan_clip(
-    w: ClipWindow, xsens: XsensMotion, traj: Trajectory, rgb: RgbStream, he: HandEyeResult,
+    w: ClipWindow, xsens: XsensMotion, traj: Trajectory, rgb: RgbStream, al: SequenceAlignment,
     table: RemapTable, T_head_camera: np.ndarray, frame_tol_ns: int, config: CurationConfig,
     base_flags: list[str],
 ) -> _PlannedClip | str:
@@ -185,16 +264,24 @@ def _plan_clip(
     motion_t = frame_times_ns(w.t0_ns, MOTION_FPS, MOTION_FRAMES)
     if xsens.nonfinite_between(int(motion_t[0]), int(motion_t[-1])):
         return "nan"
-    positions, rotations = resample(xsens.positions, xsens.rotations, xsens.timestamps_ns, MOTION_FPS, w.t0_ns, MOTION_FRAMES)
+    positions, rotations = resample(*xsens.window(int(motion_t[0]), int(motion_t[-1])), MOTION_FPS, w.t0_ns, MOTION_FRAMES)
     T_mworld_device = interpolate_poses(traj.timestamps_ns, traj.T_world_device, cap, CLOCK_ROUNDING_NS)
-    camera_poses = he.T_xworld_mworld @ T_mworld_device @ table.T_device_camera
+    camera_poses = al.T_world_mworld @ T_mworld_device @ table.T_device_camera
     if not (np.isfinite(positions).all() and np.isfinite(rotations).all() and np.isfinite(camera_poses).all()):
         return "nan"
     if np.linalg.norm(positions - positions[:1], axis=-1).max() < f.static_max_displacement_m:
         return "static_clip"
+    a = config.alignment
+    residual_m, residual_deg, _ = clip_residual(al.track, int(motion_t[0]), int(motion_t[-1]), a.anchor_window_s)
+    if not (residual_m <= a.max_residual_m and residual_deg <= a.max_residual_deg):
+        return "alignment_residual"
+    yaw, trans, count = anchor_at(al.track, motion_t, a.anchor_window_s)
+    if count.min() == 0:
+        return "alignment_residual"
+    positions, rotations = reanchor_motion(positions, rotations, yaw, trans, al.T_world_mworld)
     head = make_transform(rotations[::2, HEAD], positions[::2, HEAD])
     visible = hand_visibility(positions[::2, list(HANDS)], head @ T_head_camera, table.K, config.view.size)
-    return _PlannedClip(w, positions, rotations, camera_poses, idx, visible, list(base_flags))
+    return _PlannedClip(w, positions, rotations, camera_poses, idx, visible, list(base_flags), residual_m, residual_deg)
 
 
 def curate_sequence(seq_dir: str | Path, out_dir: str | Path, config: CurationConfig, split: str | None) -> SequenceReport:
@@ -227,7 +314,7 @@ def _curate(seq_dir: Path, out_dir: Path, config: CurationConfig, report: Sequen
         raise Skip("missing_data", "missing " + ", ".join(missing))
     narration_path = seq.narration_csv(config.windows.narration_file)
     if not narration_path.is_file():
-        raise Skip("no_narration", f"no {narration_path.relative_to(seq_dir)}")
+        raise Skip("no_narration", "no " + L.download_hint(str(narration_path.relative_to(seq_dir)), seq.is_nymeria_plus))
     try:
         xsens = load_xsens(seq.path(L.XDATA))
     except XsensError as exc:
@@ -243,49 +330,55 @@ def _curate(seq_dir: Path, out_dir: Path, config: CurationConfig, report: Sequen
     except (RgbError, ClockError, OSError, ValueError, RuntimeError) as exc:
         raise Skip("rgb", f"{type(exc).__name__}: {exc}") from exc
     report.rgb_source = rgb.source
-    span = _common_span(xsens, traj, rgb)
+    full_span = _common_span(xsens, traj, rgb)
+    trim = int(round(config.filters.trim_s * 1e9))
+    span = (full_span[0] + trim, full_span[1] - trim)
     if span[1] <= span[0]:
-        raise Skip("missing_data", "Xsens, MPS trajectory and RGB frames do not overlap in time")
+        raise Skip("missing_data", "Xsens, MPS trajectory and RGB frames do not overlap in time"
+                   + (f" for more than 2 x {config.filters.trim_s} s (trimmed at both ends)" if trim else ""))
     try:
-        narration = resolve_to_timecode(read_narration_csv(narration_path), span, rgb.clock.device_to_timecode)
+        narration = resolve_to_timecode(read_narration_csv(narration_path), full_span, rgb.clock.device_to_timecode)
     except NarrationError as exc:
         raise Skip("no_narration", str(exc)) from exc
+    if narration.note:
+        report.notes.append(narration.note)
     if len(narration) == 0:
         raise Skip("no_narration", f"{narration_path.name} has no usable rows")
     if config.windows.text_column not in narration.columns:
         raise Skip("no_narration", f"{narration_path.name} lacks column '{config.windows.text_column}'")
 
-    he = align(xsens, traj, rgb, span, config)
-    report.alignment = {
-        "residual_m": he.residual_m, "residual_deg": he.residual_deg, "samples": he.num_samples,
-        "T_head_device": he.T_head_device.tolist(), "T_xworld_mworld": he.T_xworld_mworld.tolist(),
-    }
-    a = config.alignment
-    if he.residual_m > a.max_residual_m or he.residual_deg > a.max_residual_deg:
-        raise Skip("alignment_residual", f"{he.residual_m:.3f} m / {he.residual_deg:.2f} deg exceeds "
-                   f"{a.max_residual_m} m / {a.max_residual_deg} deg")
+    al = align(xsens, traj, rgb, span, config)
+    report.alignment = al.record()
 
     try:
         table = remap_table(rgb.calibration, config.view)
     except (RuntimeError, ValueError) as exc:
         raise Skip("rgb", f"calibration unusable for undistortion: {exc}") from exc
-    T_head_camera = he.T_head_device @ table.T_device_camera
+    T_head_camera = al.T_head_device @ table.T_device_camera
     windows, drops = clip_windows(narration, span, config.windows)
     frame_tol = config.filters.max_frame_offset_s
     frame_tol_ns = int(frame_tol * 1e9) if frame_tol is not None else int(np.median(np.diff(rgb.device_times_ns)) / 2 + 2e6)
     base_flags = ["xsens_repaired"] if xsens.repairs else []
     planned: list[_PlannedClip] = []
     for w in windows:
-        plan = _plan_clip(w, xsens, traj, rgb, he, table, T_head_camera, frame_tol_ns, config, base_flags)
+        plan = _plan_clip(w, xsens, traj, rgb, al, table, T_head_camera, frame_tol_ns, config, base_flags)
         if isinstance(plan, str):
             drops[plan] += 1
         else:
             planned.append(plan)
     report.drops = dict(sorted(drops.items()))
+    kept_m = [c.residual_m for c in planned]
+    kept_deg = [c.residual_deg for c in planned]
+    report.alignment |= {
+        "residual_m": float(np.median(kept_m)) if planned else None,
+        "residual_deg": float(np.median(kept_deg)) if planned else None,
+        "clip_residual_m": [round(v, 6) for v in kept_m],
+        "clip_residual_deg": [round(v, 5) for v in kept_deg],
+    }
     if not planned:
         raise Skip("no_clips", f"{len(windows)} windows, all dropped: {report.drops}")
 
-    rows, decode_error = _render(seq, planned, rgb, table, he, T_head_camera, config, report)
+    rows, decode_error = _render(seq, planned, rgb, table, T_head_camera, config, report)
     if decode_error is not None:
         lost = len(planned) - len(rows)
         report.drops["rgb_frame_missing"] = report.drops.get("rgb_frame_missing", 0) + lost
@@ -301,7 +394,7 @@ def _curate(seq_dir: Path, out_dir: Path, config: CurationConfig, report: Sequen
 
 
 def _render(
-    seq: L.SequenceLayout, planned: list[_PlannedClip], rgb: RgbStream, table: RemapTable, he: HandEyeResult,
+    seq: L.SequenceLayout, planned: list[_PlannedClip], rgb: RgbStream, table: RemapTable,
     T_head_camera: np.ndarray, config: CurationConfig, report: SequenceReport,
 ) -> tuple[list[dict], str | None]:
     """Decode each needed frame once, in order; undistort; encode clips as they complete.
@@ -324,7 +417,7 @@ def _render(
             for clip, slot in users[i]:
                 clip.frames[slot] = frame
                 if len(clip.frames) == VIDEO_FRAMES:
-                    done[id(clip)] = encoder.submit(_row, seq, clip, table, he, T_head_camera, report.split,
+                    done[id(clip)] = encoder.submit(_row, seq, clip, table, T_head_camera, report.split,
                                                     text_source, config)
         rows = [done[id(c)].result() for c in planned if id(c) in done]
     for clip in planned:
@@ -342,7 +435,7 @@ def _decode_until_error(rgb: RgbStream, indices: Sequence[int], errors: list[str
 
 
 def _row(
-    seq: L.SequenceLayout, clip: _PlannedClip, table: RemapTable, he: HandEyeResult, T_head_camera: np.ndarray,
+    seq: L.SequenceLayout, clip: _PlannedClip, table: RemapTable, T_head_camera: np.ndarray,
     split: str | None, text_source: str, config: CurationConfig,
 ) -> dict:
     """One shard row (`shards.clip_schema`) of a clip whose 41 undistorted frames are in `clip.frames`."""
@@ -364,7 +457,7 @@ def _row(
         "intrinsics": table.K,
         "T_head_camera": T_head_camera,
         "hand_visible": clip.hand_visible.astype(np.uint8),
-        "alignment_residual_m": he.residual_m,
-        "alignment_residual_deg": he.residual_deg,
+        "alignment_residual_m": clip.residual_m,
+        "alignment_residual_deg": clip.residual_deg,
         "quality_flags": clip.flags,
     }

@@ -22,24 +22,44 @@ def clamp_to_range(times_ns: np.ndarray, query_ns: np.ndarray, tolerance_ns: int
     return np.clip(q, times[0], times[-1])
 
 
-def interpolate_poses(times_ns: np.ndarray, T: np.ndarray, query_ns: np.ndarray, tolerance_ns: int = 0) -> np.ndarray:
+def interpolate_poses(times_ns: np.ndarray, T, query_ns: np.ndarray, tolerance_ns: int = 0) -> np.ndarray:
     """(N,) increasing times, (N, 4, 4) poses -> (M, 4, 4) poses at `query_ns` (M,).
 
-    Queries up to `tolerance_ns` outside [times[0], times[-1]] take the end pose; further
-    outside raise ValueError (no extrapolation).
+    `T` is an array or anything indexable by row arrays (`nymeria.mps.PoseArray`): only the
+    rows around the queries are read. Queries up to `tolerance_ns` outside [times[0], times[-1]]
+    take the end pose; further outside raise ValueError (no extrapolation).
     """
+    i, alpha = _brackets(times_ns, query_ns, tolerance_ns)
+    Ta, Tb = np.asarray(T[i], dtype=np.float64), np.asarray(T[i + 1], dtype=np.float64)
+    R, p = _blend(Ta[:, :3, :3], Tb[:, :3, :3], Ta[:, :3, 3], Tb[:, :3, 3], alpha)
+    out = np.zeros((R.shape[0], 4, 4))
+    out[:, :3, :3] = R
+    out[:, :3, 3] = p
+    out[:, 3, 3] = 1.0
+    return out
+
+
+def interpolate_rotations_translations(times_ns: np.ndarray, R, p: np.ndarray, query_ns: np.ndarray,
+                                       tolerance_ns: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) increasing times, (N, 3, 3) rotations (slerp) and (N, 3) translations (linear) ->
+    (M, 3, 3), (M, 3) at `query_ns`; only the rows around the queries are read. Clamping as
+    `interpolate_poses`."""
+    i, alpha = _brackets(times_ns, query_ns, tolerance_ns)
+    return _blend(np.asarray(R[i], dtype=np.float64), np.asarray(R[i + 1], dtype=np.float64), p[i], p[i + 1], alpha)
+
+
+def _brackets(times_ns: np.ndarray, query_ns: np.ndarray, tolerance_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the sample before each (clamped) query and the fraction towards the next one."""
     times = np.asarray(times_ns, dtype=np.int64)
     q = clamp_to_range(times, query_ns, tolerance_ns)
     i = np.clip(np.searchsorted(times, q, side="right") - 1, 0, times.size - 2)
-    alpha = (q - times[i]).astype(np.float64) / (times[i + 1] - times[i]).astype(np.float64)
-    Ra = Rotation.from_matrix(T[i, :3, :3])
-    Rb = Rotation.from_matrix(T[i + 1, :3, :3])
-    step = Rotation.from_rotvec((Ra.inv() * Rb).as_rotvec() * alpha[:, None])
-    out = np.zeros((q.size, 4, 4))
-    out[:, :3, :3] = (Ra * step).as_matrix()
-    out[:, :3, 3] = (1.0 - alpha)[:, None] * T[i, :3, 3] + alpha[:, None] * T[i + 1, :3, 3]
-    out[:, 3, 3] = 1.0
-    return out
+    return i, (q - times[i]).astype(np.float64) / (times[i + 1] - times[i]).astype(np.float64)
+
+
+def _blend(Ra: np.ndarray, Rb: np.ndarray, pa: np.ndarray, pb: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ra, rb = Rotation.from_matrix(Ra), Rotation.from_matrix(Rb)
+    step = Rotation.from_rotvec((ra.inv() * rb).as_rotvec() * alpha[:, None])
+    return (ra * step).as_matrix(), (1.0 - alpha)[:, None] * pa + alpha[:, None] * pb
 
 
 def max_gap_ns(times_ns: np.ndarray, start_ns: int, end_ns: int, tolerance_ns: int = 0) -> int:

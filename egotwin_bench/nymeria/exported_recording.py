@@ -262,7 +262,29 @@ class ExportedRecording:
         except json.JSONDecodeError as exc:
             raise ExportedRecordingError(f"{data_dir / CALIBRATION_FILE}: not valid JSON ({exc})") from exc
         idx, dev, tc = read_timestamps_csv(data_dir / TIMESTAMPS_FILE)
-        return cls(data_dir, calib, idx, dev, tc)
+        rec = cls(data_dir, calib, idx, dev, tc)
+        rec.check_frame_size()
+        return rec
+
+    def check_frame_size(self) -> None:
+        """Raise `ExportedRecordingError` when the MP4's frame size is not the calibration's
+        `get_image_size()` (undistorting with it would sample the wrong pixels: a 128² calibration
+        on 64² video left 76 % of the output black, silently). A file whose header does not
+        open is left to the decoder's own error."""
+        import av
+
+        width, height = (int(v) for v in self.calibration.get_image_size())
+        try:
+            with av.open(str(self.mp4_path)) as container:
+                stream = container.streams.video[0]
+                size = (int(stream.codec_context.width), int(stream.codec_context.height))
+        except (av.error.FFmpegError, OSError, IndexError):
+            return
+        if size != (width, height):
+            raise ExportedRecordingError(
+                f"{self.mp4_path}: frames are {size[0]}x{size[1]}, but {CALIBRATION_FILE} describes a "
+                f"{width}x{height} image; write the calibration of the exported frames (rescale it with "
+                "projectaria_tools' CameraCalibration.rescale when the frames were resized)")
 
     @property
     def mp4_path(self) -> Path:
@@ -290,8 +312,13 @@ class ExportedRecording:
             with av.open(str(self.mp4_path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
+                width, height = (int(v) for v in self.calibration.get_image_size())
                 for i, frame in enumerate(container.decode(stream)):
                     if i == wanted[k]:
+                        if (frame.width, frame.height) != (width, height):
+                            raise ExportedRecordingError(
+                                f"{self.mp4_path}: frame {i} is {frame.width}x{frame.height}, the calibration "
+                                f"{width}x{height}")
                         yield i, frame_to_rgb(frame)
                         k += 1
                         if k == len(wanted):

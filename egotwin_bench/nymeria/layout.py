@@ -10,7 +10,19 @@ A sequence folder (DESIGN §3, docs/data_format.md)::
     <sequence>/recording_head/mps/slam/closed_loop_trajectory.csv
     <sequence>/recording_head/mps/slam/online_calibration.jsonl  (optional)
 
-Files may be missing; `SequenceLayout.missing()` names what a curation run needs but lacks.
+Files may be missing; `SequenceLayout.missing()` names what a curation run needs but lacks,
+and the download group that brings it. Releases differ in their groups (the public tools'
+``nymeria/definitions.py`` and Nymeria+ ``nymeriaplus/layout.py``):
+
+| file | Nymeria group | Nymeria+ group |
+|---|---|---|
+| ``body/xdata.npz`` | ``body_motion`` | ``body_raw`` |
+| ``recording_head/data/data.vrs`` | ``recording_head_data_data_vrs`` (not in ``recording_head``) | none: an ungrouped file, never auto-included; select it |
+| ``recording_head/mps/slam/*`` | ``recording_head`` | ``slam`` |
+| ``narration/<name>.csv`` | ``narration_<name>_csv`` | ``narration`` |
+
+A sequence is taken for Nymeria+ when it holds one of `NYMERIA_PLUS_MARKERS` (files only that
+release has); the paths themselves are the same in both.
 """
 
 from __future__ import annotations
@@ -30,6 +42,32 @@ EXPORTED_TIMESTAMPS = f"{HEAD_DATA_DIR}/rgb_timestamps.csv"
 EXPORTED_CALIBRATION = f"{HEAD_DATA_DIR}/rgb_calibration.json"
 CLOSED_LOOP = "recording_head/mps/slam/closed_loop_trajectory.csv"
 ONLINE_CALIBRATION = "recording_head/mps/slam/online_calibration.jsonl"
+
+NYMERIA_PLUS_MARKERS: tuple[str, ...] = (
+    "body/xdata_smpl_neutral.npz", "body/xdata_mhr.glb", "body/xdata.healthcheck", "objects",
+    "recording_head/data/audio.vrs",
+)
+"""Paths (files or folders) of Nymeria+ releases that Nymeria releases do not have."""
+_GROUPS: dict[str, tuple[str, str]] = {
+    XDATA: ("`body_motion`", "`body_raw`"),
+    VRS: ("`recording_head_data_data_vrs` (data.vrs is not in `recording_head`)",
+          "none: `recording_head/data/data.vrs` is an ungrouped file, never auto-included; select it"),
+    CLOSED_LOOP: ("`recording_head`", "`slam`"),
+}
+
+
+def download_hint(relative: str, nymeria_plus: bool) -> str:
+    """Where to get a missing file: its download group in the release the sequence looks like."""
+    if relative.startswith(f"{NARRATION_DIR}/"):
+        stem = Path(relative).stem
+        groups = (f"`narration_{stem}_csv`", "`narration`")
+    elif relative in _GROUPS:
+        groups = _GROUPS[relative]
+    else:
+        return relative
+    release = "Nymeria+" if nymeria_plus else "Nymeria"
+    return f"{relative} (download group, {release}: {groups[1] if nymeria_plus else groups[0]})"
+
 
 # Keys tried in order in metadata.json (real Nymeria and synthetic spell them differently).
 _SEQUENCE_KEYS = ("sequence_id", "sequence_uid", "sequence_name", "name")
@@ -67,11 +105,19 @@ class SequenceLayout:
     def has_exported_rgb(self) -> bool:
         return all(self.path(p).is_file() for p in (EXPORTED_RGB, EXPORTED_TIMESTAMPS, EXPORTED_CALIBRATION))
 
+    @property
+    def is_nymeria_plus(self) -> bool:
+        """Holds a file of `NYMERIA_PLUS_MARKERS` (a Nymeria+ release)."""
+        return any(self.path(p).exists() for p in NYMERIA_PLUS_MARKERS)
+
     def missing(self) -> list[str]:
-        """Relative paths (or alternatives) the curation needs and this sequence lacks."""
-        out = [p for p in (XDATA, CLOSED_LOOP) if not self.path(p).is_file()]
+        """What the curation needs and this sequence lacks, each with the download group that
+        brings it (see the module docstring)."""
+        plus = self.is_nymeria_plus
+        out = [download_hint(p, plus) for p in (XDATA, CLOSED_LOOP) if not self.path(p).is_file()]
         if not (self.has_vrs or self.has_exported_rgb):
-            out.append(f"{VRS} or {EXPORTED_RGB}+{Path(EXPORTED_TIMESTAMPS).name}+{Path(EXPORTED_CALIBRATION).name}")
+            out.append(f"{download_hint(VRS, plus)} or an exported recording "
+                       f"({EXPORTED_RGB}+{Path(EXPORTED_TIMESTAMPS).name}+{Path(EXPORTED_CALIBRATION).name})")
         return out
 
 

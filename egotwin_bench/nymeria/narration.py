@@ -1,28 +1,31 @@
 """Nymeria narration CSVs (`narration/<name>.csv`): time windows with free-text columns.
 
-Columns: ``start_time``, ``end_time`` and text columns such as ``Describe my atomic actions``
-(atomic_action.csv), ``Describe my body posture`` / ``Describe my hands/arms motion`` /
-``Describe my legs/feet motion`` / ``Describe my focus attention`` (motion_narration.csv),
-``Describe my activity`` (activity_summarization.csv).
+Released files (what the public Nymeria downloads hold) have the columns ``request_id,
+gaia_id, start_time, end_time, annotator, creation_time`` and then the text columns:
+``Describe my atomic actions`` (atomic_action.csv), ``Describe my body posture`` /
+``Describe my hands/arms motion`` / ``Describe my legs/feet motion`` / ``Describe my focus
+attention`` (motion_narration.csv), ``Describe my activity`` (activity_summarization.csv).
+``start_time`` / ``end_time`` are float seconds on the head Aria device clock. Files may start
+with a UTF-8 byte-order mark (tolerated). Other columns are kept as text columns and ignored.
 
-Time unit and clock (an assumption, decided per file from the data itself):
+The rule for the time values (decided per file from the data itself, recorded in the table):
 
 * **Unit**: values whose magnitude stays below 1e8 are seconds, larger values are integer
-  nanoseconds (what `make-synthetic` writes). The public Nymeria tools we could read do not
-  parse the narration CSVs (their `NarrationLoader` is a stub), so neither the unit nor the
-  clock of the released files is documented there. 1e8 s is over three years, beyond a device
-  clock (time since boot) or a TIME_CODE in seconds, and 1e8 ns is 0.1 s, below any real
-  timestamp in ns; Unix-epoch seconds (~1.7e9) would be misread as ns.
-  The unit found is recorded in `NarrationTable.unit`.
-* **Clock**: TIME_CODE or Aria device time. `resolve_to_timecode` picks the clock under which
-  the windows overlap the sequence's Xsens span (TIME_CODE) the most, so both work, and raises
-  `NarrationError` when neither fits.
+  nanoseconds (`make-synthetic` without ``--realism`` writes integer TIME_CODE ns). 1e8 s is
+  over three years, beyond a device clock (time since boot) or a TIME_CODE in seconds, and
+  1e8 ns is 0.1 s, below any real timestamp in ns. Unix-epoch seconds (~1.7e9) would be
+  misread as ns (and then fit neither clock: a clear error).
+* **Clock**: TIME_CODE or Aria device time. `resolve_to_timecode` takes the clock under which
+  the windows overlap the sequence's data span (TIME_CODE) the most. A tie (both clocks overlap
+  the same, e.g. a device clock that equals TIME_CODE) takes device time, the clock of the
+  released files, and says so in `NarrationTable.note` naming both candidates (the curation
+  copies it into the sequence report). Neither overlapping raises `NarrationError`.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -51,7 +54,10 @@ class NarrationTable:
     unit: str
     """"s" or "ns": the unit found in the file."""
     clock: str = "unknown"
-    """"timecode" after `resolve_to_timecode`, else "unknown"."""
+    """The clock the file's times were found on: "timecode" or "device" (after
+    `resolve_to_timecode`; the arrays are then TIME_CODE), else "unknown"."""
+    note: str | None = None
+    """Set by `resolve_to_timecode` when both clocks fit equally well (names both)."""
 
     def __len__(self) -> int:
         return int(self.start_ns.shape[0])
@@ -61,7 +67,7 @@ def read_narration_csv(path: str | Path) -> NarrationTable:
     """Parse a narration CSV; rows with unparsable or inverted times are dropped."""
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a leading BOM is dropped
             rows = list(csv.DictReader(fh))
             fieldnames = list(rows[0].keys()) if rows else []
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -101,9 +107,10 @@ def resolve_to_timecode(
     timecode_span_ns: tuple[int, int],
     device_to_timecode_ns: Callable[[np.ndarray], np.ndarray],
 ) -> NarrationTable:
-    """Express the windows in TIME_CODE ns, choosing the clock that overlaps the data span."""
+    """Express the windows in TIME_CODE ns, choosing the clock that overlaps the data span
+    (rule in the module docstring)."""
     if len(table) == 0:
-        return NarrationTable(table.source, table.start_ns, table.end_ns, table.columns, table.unit, "timecode")
+        return replace(table, clock="timecode")
     as_tc = _overlap_seconds(table.start_ns, table.end_ns, timecode_span_ns)
     dev_start = device_to_timecode_ns(table.start_ns)
     dev_end = device_to_timecode_ns(table.end_ns)
@@ -113,6 +120,10 @@ def resolve_to_timecode(
             f"{table.source}: narration windows overlap the Xsens span neither as TIME_CODE nor as "
             f"device time (unit {table.unit}); check the file's clock"
         )
-    if as_dev > as_tc:
-        return NarrationTable(table.source, dev_start, dev_end, table.columns, table.unit, "timecode")
-    return NarrationTable(table.source, table.start_ns, table.end_ns, table.columns, table.unit, "timecode")
+    if as_tc > as_dev:
+        return replace(table, clock="timecode")
+    note = None
+    if as_tc == as_dev:
+        note = (f"{table.source}: narration times fit TIME_CODE and device time equally ({as_dev:.1f} s of "
+                "overlap each); read them as device time (the released files' clock)")
+    return replace(table, start_ns=dev_start, end_ns=dev_end, clock="device", note=note)

@@ -33,6 +33,7 @@ from egotwin_bench.constants import HAND_ORDER, XSENS_FPS
 from egotwin_bench.geometry import invert_transform, make_transform, matrix_to_quat_wxyz, rotation_about_z
 from egotwin_bench.skeleton import HANDS, HEAD, NUM_SEGMENTS
 from egotwin_bench.synthetic import faults as F
+from egotwin_bench.synthetic import realism as RL
 from egotwin_bench.synthetic.body import MASTER_HZ, Subject, compute_channels, make_subject, pose_at
 from egotwin_bench.synthetic.camera import T_RAW_UPRIGHT, GlassesRig, aria_rgb_calibration, make_rig, ray_table_for
 from egotwin_bench.synthetic.narration import (
@@ -86,6 +87,13 @@ class SyntheticConfig:
     """MPS closed-loop rate; must divide 6000 and 1e6 (MPS itself: 1000)."""
     faults: tuple[str, ...] = ()
     crf: int = 18
+    realism: bool = False
+    """Add the nuisances of real captures (`synthetic.realism`): Xsens drift, unusable ends, MPS
+    noise, timestamp spikes, released narration schema. The clean content stays the same."""
+    drift_m: float | None = None
+    """With `realism`: largest horizontal Xsens drift over each sequence, metres (default: drawn)."""
+    drift_deg: float | None = None
+    """With `realism`: largest Xsens heading drift over each sequence, degrees (default: drawn)."""
 
     def __post_init__(self) -> None:
         if self.sequences < 1:
@@ -98,6 +106,10 @@ class SyntheticConfig:
             raise ValueError(f"trajectory_hz must divide {MASTER_HZ} and 1e6 (e.g. 100, 200, 1000), got {self.trajectory_hz}")
         if self.resolution < 64 or self.resolution % 2:
             raise ValueError(f"resolution must be even and >= 64, got {self.resolution}")
+        if not self.realism and (self.drift_m is not None or self.drift_deg is not None):
+            raise ValueError("drift_m / drift_deg need realism (--realism)")
+        if (self.drift_m or 0) < 0 or (self.drift_deg or 0) < 0:
+            raise ValueError("drift_m and drift_deg must be >= 0")
         unknown = [f for f in self.faults if f not in F.FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; choose from {', '.join(F.FAULTS)}")
@@ -207,7 +219,7 @@ def plan_sequence(spec: SequenceSpec, config: SyntheticConfig) -> SequencePlan:
 
 
 def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
-                   on_frame: Callable[[], None] | None = None) -> Path:
+                   on_frame: Callable[[], None] | None = None, rgb_from: Path | None = None) -> Path:
     """Generate and write one sequence folder (atomically); returns its path."""
     final = Path(out_root) / spec.sequence_id
     if final.is_dir():
@@ -217,7 +229,7 @@ def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _generate(tmp, spec, config, on_frame)
+        _generate(tmp, spec, config, on_frame, rgb_from)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -225,7 +237,8 @@ def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
     return final
 
 
-def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame: Callable[[], None] | None) -> None:
+def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame: Callable[[], None] | None,
+              rgb_from: Path | None = None) -> None:
     from egotwin_bench.nymeria import layout as L
     from egotwin_bench.nymeria.exported_recording import ExportedRecordingWriter
 
@@ -240,11 +253,17 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     yaw_m = float(rng.uniform(-np.pi, np.pi))
     T_mps_xsens = make_transform(rotation_about_z(np.array(yaw_m)), np.array([*rng.uniform(-4, 4, 2), rng.uniform(-1.8, -1.2)]))
     fault_log: dict[str, dict] = {}
+    rr = RL.realism_rng(config.seed, spec.index) if config.realism else None
+    rspec = RL.draw_spec(seconds, rr, config.drift_m, config.drift_deg) if rr is not None else None
 
     # --- Xsens at 240 Hz ---
     n_x = int(np.floor(seconds * XSENS_FPS + 1e-9)) + 1
     pos_x, rot_x = pose_at(subject, channels, np.arange(n_x) * (MASTER_HZ // XSENS_FPS))
     t_us = np.round((timecode_start_ns + np.arange(n_x) * 1e9 / XSENS_FPS) / 1000).astype(np.int64)
+    if rr is not None:
+        x_yaw, x_trans = RL.xsens_error(np.arange(n_x) / XSENS_FPS, seconds, rspec, rr)
+        pos_x, rot_x = RL.apply_xsens_error(pos_x, rot_x, x_yaw, x_trans)
+        t_us, spike_frames = RL.spike_timestamps(t_us, rspec, rr)
     q = matrix_to_quat_wxyz(rot_x)
     for fault in spec.faults:
         if fault in ("jittered_timestamps", "irregular_timestamps"):
@@ -264,6 +283,9 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     T_wd = make_transform(rot_m[:, HEAD], pos_m[:, HEAD]) @ rig.T_head_device
     T_md = T_mps_xsens @ T_wd
     del pos_m, rot_m
+    if rr is not None:
+        m_rot, m_trans = RL.mps_error(np.arange(n_m) / hz, seconds, rr)
+        T_md = RL.apply_mps_error(T_md, m_rot, m_trans)
     R_md = T_md[:, :3, :3]
     vel_world = np.gradient(T_md[:, :3, 3], 1.0 / hz, axis=0)
     vel_dev = np.einsum("nji,nj->ni", R_md, vel_world)
@@ -289,8 +311,16 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     frame_dev = frame_tc + offset_ns
     glove_pixels = np.zeros((n_f, 2), dtype=np.int64)
     body_pixels = np.zeros(n_f, dtype=np.int64)
-    with ExportedRecordingWriter(root / L.HEAD_DATA_DIR, calibration, config.fps, config.crf) as rec:
-        for i in range(n_f):
+    if rgb_from is not None:  # the same content rendered before (see `make_synthetic`): copy, do not render
+        source = Path(rgb_from) / spec.sequence_id
+        shutil.copytree(source / L.HEAD_DATA_DIR, root / L.HEAD_DATA_DIR, dirs_exist_ok=True)
+        with np.load(source / GT_FRAMES) as f:
+            if not np.array_equal(f["T_world_camera_raw"], T_world_cam):
+                raise ValueError(f"{source}: its frames show other content; rgb_from needs the same seed and options")
+            glove_pixels, body_pixels = f["glove_pixels"], f["body_pixels"]
+    with (ExportedRecordingWriter(root / L.HEAD_DATA_DIR, calibration, config.fps, config.crf)
+          if rgb_from is None else _NoWriter()) as rec:
+        for i in range(n_f if rgb_from is None else 0):
             image, labels = renderer.render(T_world_cam[i], pos_f[i], rot_f[i], outfit)
             counts = np.bincount(labels.ravel(), minlength=5)
             glove_pixels[i] = counts[LABEL_LEFT_GLOVE], counts[LABEL_RIGHT_GLOVE]
@@ -308,18 +338,27 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
         hand_visible=visible, glove_pixels=glove_pixels, body_pixels=body_pixels,
     )
 
-    # --- narrations (TIME_CODE integer ns) ---
+    # --- narrations (clean: TIME_CODE integer ns; realism: the released schema, device seconds) ---
     def tc(s: float) -> int:
         return int(timecode_start_ns + round(s * 1e9))
 
+    def narration(name: str, columns: list[str], spans: list[tuple[float, float]], texts: list[list[str]]) -> None:
+        path = root / L.NARRATION_DIR / f"{name}.csv"
+        if rr is None:
+            _write_csv(path, ["start_time", "end_time", *columns], [[tc(a), tc(b), *t] for (a, b), t in zip(spans, texts)])
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        device = [(tc(a) + offset_ns, tc(b) + offset_ns) for a, b in spans]
+        path.write_text(RL.narration_csv(columns, texts, device, rr), encoding="utf-8")
+
     windows = group_windows(script, seconds, rng)
-    _write_csv(root / L.NARRATION_DIR / "atomic_action.csv", ["start_time", "end_time", ATOMIC_COLUMN],
-               [[tc(w.t0), tc(w.t1), atomic_text(w, rng)] for w in windows])
+    narration("atomic_action", [ATOMIC_COLUMN], [(w.t0, w.t1) for w in windows], [[atomic_text(w, rng)] for w in windows])
     motion_windows = group_windows(script, seconds, rng)
-    _write_csv(root / L.NARRATION_DIR / "motion_narration.csv", ["start_time", "end_time", *MOTION_COLUMNS],
-               [[tc(w.t0), tc(w.t1), *motion_texts(w, rng).values()] for w in motion_windows])
-    _write_csv(root / L.NARRATION_DIR / "activity_summarization.csv", ["start_time", "end_time", ACTIVITY_COLUMN],
-               [[tc(0.0), tc(seconds), activity_summary(script)]])
+    narration("motion_narration", list(MOTION_COLUMNS), [(w.t0, w.t1) for w in motion_windows],
+              [list(motion_texts(w, rng).values()) for w in motion_windows])
+    narration("activity_summarization", [ACTIVITY_COLUMN], [(0.0, seconds)], [[activity_summary(script)]])
+    if rr is not None:
+        RL.write_gt(root, x_yaw, x_trans, m_rot, m_trans, spike_frames)
 
     # --- metadata and sequence-level ground truth ---
     for fault in spec.faults:
@@ -330,6 +369,7 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
         "timecode_to_device_offset_ns": int(offset_ns), "timecode_start_ns": int(timecode_start_ns),
         "T_mpsworld_xsensworld": T_mps_xsens.tolist(), "rgb_fps": config.fps, "resolution": config.resolution,
         "trajectory_hz": hz, "faults": list(spec.faults),
+        "realism": rspec.to_json() if rspec is not None else None,
     }
     metadata = {"sequence_id": spec.sequence_id, "subject_id": subject.subject_id, "location_id": scene.location_id,
                 "synthetic": synthetic}
@@ -355,6 +395,14 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     _atomic_text(root / L.METADATA, json.dumps(metadata, indent=1))
 
 
+class _NoWriter:
+    def __enter__(self) -> "_NoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
@@ -364,13 +412,13 @@ def _json_default(o):
 
 
 def _worker(args) -> str:
-    out_root, spec, config, queue = args
+    out_root, spec, config, queue, rgb_from = args
     on_frame = (lambda: queue.put(1)) if queue is not None else None
-    return str(write_sequence(Path(out_root), spec, config, on_frame))
+    return str(write_sequence(Path(out_root), spec, config, on_frame, rgb_from))
 
 
 def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
-                   progress: Callable[[int], None] | None = None) -> list[Path]:
+                   progress: Callable[[int], None] | None = None, rgb_from: str | Path | None = None) -> list[Path]:
     """Write `config.sequences` sequences under `out` (existing complete ones are kept).
 
     Args:
@@ -378,6 +426,10 @@ def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
             method: a script calling this with workers > 1 needs the ``if __name__ == "__main__":``
             guard).
         progress: called with a number of frames rendered (for a progress bar).
+        rgb_from: a folder written with the same seed and options but `realism` off: its RGB
+            recordings and frame ground truth are copied instead of rendered (``--realism``
+            changes neither; checked on the camera poses). Saves the rendering when one content
+            is written clean and with several nuisance settings (benchmarks/curation_realism.py).
     Returns the sequence folders in order.
     """
     out = Path(out)
@@ -386,7 +438,7 @@ def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
     todo = pending_specs(out, config)
     if workers <= 1 or len(todo) <= 1:
         for spec in todo:
-            write_sequence(out, spec, config, (lambda: progress(1)) if progress else None)
+            write_sequence(out, spec, config, (lambda: progress(1)) if progress else None, rgb_from)
     else:
         import multiprocessing as mp
         import queue as queue_mod
@@ -395,7 +447,7 @@ def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
         with ctx.Manager() as manager:
             q = manager.Queue()
             with ctx.Pool(min(workers, len(todo))) as pool:
-                result = pool.map_async(_worker, [(str(out), s, config, q) for s in todo])
+                result = pool.map_async(_worker, [(str(out), s, config, q, rgb_from) for s in todo])
                 while not result.ready() or not q.empty():
                     try:
                         q.get(timeout=0.2)
