@@ -28,6 +28,7 @@ from egotwin_bench.evaluate.submission import (
     SubmissionMeta,
     ValidationReport,
     clip_hashes,
+    method_clash,
     read_motion,
     validate_submission,
 )
@@ -285,15 +286,20 @@ def evaluate_submissions(
         why = make_estimator("droid", options.droid_weights, options.droid_repo).unavailable_reason()
         result.notes.append(f"Camera poses from the builtin estimator (--estimator auto; DROID-SLAM not used: {why}).")
     started_ray = _init_ray(options.workers)
+    claimed: dict[tuple[str, str], Path] = {}
     try:
         for folder in submissions:
             report = validate_submission(folder, ids, ref_name)
             result.reports.append(report)
             usable = report.meta is not None and report.valid_clips and (report.ok or options.allow_partial)
+            if usable and (clash := method_clash(report, claimed)) is not None:
+                report.problems.append(clash)
+                usable = False
             if not usable:
                 result.rejected.append(report)
                 continue
             meta = report.meta
+            claimed[(meta.method, meta.task)] = Path(folder)
             generated = [submission_eval_clip(Path(folder), meta, by_id[c]) for c in report.valid_clips]
             reference = [reference_eval_clip(by_id[c]) for c in report.valid_clips]
             key = f"{meta.method}/{meta.task}"
@@ -310,6 +316,7 @@ def evaluate_submissions(
                 for name, value in res.metrics.items():
                     row[name], row[f"{name}_low"], row[f"{name}_high"] = value.value, value.low, value.high
                 per_clip.update({k: np.asarray(v) for k, v in res.per_clip.items()})
+                result.notes += [f"`{key}` {note}" for note in res.notes]
                 if hasattr(provider, "trajectories"):
                     result.trajectories[key] = dict(provider.trajectories)
                     provider.trajectories.clear()
