@@ -345,7 +345,7 @@ def test_quality_metrics_join_the_leaderboard(no_weights, submissions, room_data
     out = tmp_path / "results"
     res = CliRunner().invoke(app, [
         "evaluate", str(submissions / "ground_truth"), "--reference", str(room_dataset), "--out", str(out),
-        "--estimator", "builtin", "--workers", "0", "--bootstrap", "50", "--frechet-bootstrap", "20", "--no-plots",
+        "--estimator", "builtin", "--workers", "0", "--bootstrap", "50", "--jackknife-groups", "5", "--replications", "5", "--no-plots",
         "--hand-classifier", str(room_hand_classifier[0]), "--inception-weights", str(inception_file[0]),
         "--i3d-weights", str(i3d_file[0]), "--clip-weights", str(clip_folder[0]),
         "--evaluator-dir", str(trained_evaluator[0]), "--device", "cpu",
