@@ -64,11 +64,20 @@ def test_real_architecture_shapes(torch_one_thread):
 
 
 def test_tokenize_tag_and_vectorize():
-    assert tokenize("I don't walk, I'm walking!") == ["i", "do", "n't", "walk", "i", "'m", "walking"]
+    # the original keeps alphabetic tokens only: "n't", "'m", digits dropped; hyphens removed
+    assert tokenize("I don't walk, I'm walking 2 steps to the t-shirt!") == [
+        "i", "do", "walk", "i", "walking", "steps", "to", "the", "tshirt"]
     assert [lemma(w) for w in ("walks", "walking", "walked", "picked", "boxes", "stairs", "took")] == [
         "walk", "walk", "walk", "pick", "box", "stair", "take"]
     tags = LexiconTagger().tag(tokenize("I slowly walk to the careful turn"))
     assert [t for _, t in tags] == ["PRON", "ADV", "VERB", "ADP", "DET", "ADJ", "NOUN"]
+    tagger = LexiconTagger()
+    # -able/-ive nouns are nouns; only NOUN/VERB are lemmatised ("is" stays, "tables" -> "table")
+    assert tagger.process("The vegetables are on the tables by the cable") == [
+        ("the", "DET"), ("vegetable", "NOUN"), ("are", "AUX"), ("on", "ADP"), ("the", "DET"), ("table", "NOUN"),
+        ("by", "ADP"), ("the", "DET"), ("cable", "NOUN")]
+    assert tagger.process("a comfortable chair is left") == [
+        ("a", "DET"), ("comfortable", "ADJ"), ("chair", "NOUN"), ("is", "AUX"), ("left", "NOUN")]
     vec = WordVectorizer(_vectors(SENTENCES))
     words, pos, length = vec(SENTENCES[1])
     assert words.shape == (MAX_TEXT_LEN + 2, WORD_DIM) and pos.shape == (MAX_TEXT_LEN + 2, POS_DIM)
@@ -83,6 +92,27 @@ def test_tokenize_tag_and_vectorize():
     # unknown words become unk; long sentences are cut to MAX_TEXT_LEN words
     assert vec.tokens("I zzyzx")[2] == ("unk", "OTHER")
     assert vec(" ".join(["walk"] * 40))[2] == MAX_TEXT_LEN + 2
+
+
+def test_process_spacy_is_the_original_text_process():
+    """`process_spacy` applies HumanML3D's `process_text` to a spaCy pipeline's tokens (here a
+    stand-in pipeline giving fixed text / pos_ / lemma_): hyphens removed before parsing,
+    non-alphabetic tokens dropped, NOUN/VERB lemmatised except "left"."""
+    from types import SimpleNamespace
+
+    from egotwin_bench.estimators.text_features import process_spacy
+
+    table = {"I": ("PRON", "I"), "am": ("AUX", "be"), "n't": ("PART", "not"), "walking": ("VERB", "walk"),
+             "left": ("VERB", "leave"), "tshirts": ("NOUN", "tshirt"), "2": ("NUM", "2"), ".": ("PUNCT", ".")}
+    seen = []
+
+    def nlp(text):
+        seen.append(text)
+        return [SimpleNamespace(text=w, pos_=table[w][0], lemma_=table[w][1]) for w in text.split()]
+
+    assert process_spacy(nlp, "I am n't walking left 2 t-shirts .") == [
+        ("i", "PRON"), ("am", "AUX"), ("walk", "VERB"), ("left", "VERB"), ("tshirt", "NOUN")]
+    assert seen == ["I am n't walking left 2 tshirts ."]
 
 
 def test_glove_formats_and_errors(tmp_path):
