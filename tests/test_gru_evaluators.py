@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import pickle
 
 import numpy as np
@@ -250,3 +251,36 @@ def test_train_evaluators_random_word_vectors(built_dataset, tmp_path):
     assert TextMotionEvaluator.load(out).config.training["word_vectors"] == "random(seed=0)"
     neither = CliRunner().invoke(app, args)
     assert neither.exit_code == 2 and "--glove" in neither.output and "--random-word-vectors" in neither.output
+
+
+def test_tagger_choice_and_recording(monkeypatch):
+    """auto falls back to the lexicon tagger without spaCy; a spaCy tagger is named by pipeline and
+    version and is what an evaluator trained with it loads again; older taggers are refused."""
+    from types import SimpleNamespace
+
+    from egotwin_bench.estimators import text_features
+    from egotwin_bench.estimators.text_features import SpacyTagger, make_tagger
+
+    monkeypatch.setattr(text_features, "spacy_pipeline_installed", lambda pipeline="": False)
+    assert isinstance(make_tagger("auto"), LexiconTagger) and isinstance(make_tagger("lexicon"), LexiconTagger)
+    if importlib.util.find_spec("spacy") is None:
+        with pytest.raises(ImportError, match="spaCy is not installed.*--tagger lexicon"):
+            make_tagger("en_core_web_sm")
+
+    def nlp(text):
+        return [SimpleNamespace(text=w, pos_="VERB" if w == "walking" else "PRON", lemma_=w.rstrip("ing"))
+                for w in text.split()]
+
+    nlp.meta = {"lang": "en", "name": "core_web_sm", "version": "3.8.0"}
+    tagger = SpacyTagger(nlp, "/models/en_core_web_sm")
+    assert tagger.name == "spacy:en_core_web_sm-3.8.0" and tagger.process("I walking") == [("i", "PRON"), ("walk", "VERB")]
+    config = EvaluatorConfig(**SMALL_EVALUATOR, tagger=tagger.name, tagger_pipeline=tagger.pipeline)
+    model = TextMotionEvaluator(config, _vectors(SENTENCES))
+    monkeypatch.setattr(SpacyTagger, "load", classmethod(lambda cls, p: SpacyTagger(nlp, p)))
+    assert model.vectorizer.tagger.name == tagger.name  # loaded from the recorded pipeline
+    nlp.meta = {**nlp.meta, "version": "3.7.1"}
+    other = TextMotionEvaluator(config, _vectors(SENTENCES))
+    with pytest.raises(ValueError, match="trained with 'spacy:en_core_web_sm-3.8.0'"):
+        other.vectorizer
+    with pytest.raises(ValueError, match="tagger 'lexicon/1'"):
+        TextMotionEvaluator(EvaluatorConfig(**SMALL_EVALUATOR, tagger="lexicon/1"))

@@ -191,6 +191,55 @@ def process_spacy(nlp, sentence: str) -> list[tuple[str, str]]:
     return out
 
 
+SPACY_DEFAULT_PIPELINE: str = "en_core_web_sm"
+"""The original's spaCy pipeline; used by ``--tagger auto`` when it is installed."""
+
+
+class SpacyTagger:
+    """The original pipeline: a loaded spaCy `nlp` through `process_spacy`. `name` records the
+    pipeline and its version (``spacy:en_core_web_sm-3.8.0``); `pipeline` is what `load` was given
+    (an installed package name or a folder), stored with a trained evaluator to load it again."""
+
+    def __init__(self, nlp, pipeline: str = SPACY_DEFAULT_PIPELINE):
+        meta = getattr(nlp, "meta", {}) or {}
+        self.nlp, self.pipeline = nlp, pipeline
+        self.name = f"spacy:{meta.get('lang', 'xx')}_{meta.get('name', 'pipeline')}-{meta.get('version', '?')}"
+
+    @classmethod
+    def load(cls, pipeline: str = SPACY_DEFAULT_PIPELINE) -> "SpacyTagger":
+        """`spacy.load(pipeline)` (a package name or a local folder); ImportError / OSError say what to install."""
+        try:
+            import spacy  # heavy optional dependency, only for the original tagging
+        except ImportError:
+            raise ImportError(f"spaCy is not installed: `pip install spacy` and the {pipeline!r} pipeline (a local "
+                              "folder, or its package installed with `python -m spacy download en_core_web_sm` on a "
+                              "machine with network), or use the built-in tagger (--tagger lexicon)") from None
+        try:
+            nlp = spacy.load(pipeline)
+        except OSError as err:
+            raise OSError(f"spaCy pipeline {pipeline!r} cannot be loaded ({err}); give an installed pipeline name or "
+                          "its folder, or --tagger lexicon") from None
+        return cls(nlp, pipeline)
+
+    def process(self, text: str) -> list[tuple[str, str]]:
+        return process_spacy(self.nlp, text)
+
+
+def spacy_pipeline_installed(pipeline: str = SPACY_DEFAULT_PIPELINE) -> bool:
+    """Whether spaCy and the pipeline package `pipeline` are importable here (no loading)."""
+    import importlib.util
+
+    return importlib.util.find_spec("spacy") is not None and importlib.util.find_spec(pipeline) is not None
+
+
+def make_tagger(spec: str = "auto") -> "LexiconTagger | SpacyTagger":
+    """``lexicon``: `LexiconTagger`; ``auto``: spaCy's en_core_web_sm when installed, else the
+    lexicon tagger; anything else: a spaCy pipeline name or folder (`SpacyTagger.load`)."""
+    if spec == "lexicon" or (spec == "auto" and not spacy_pipeline_installed()):
+        return LexiconTagger()
+    return SpacyTagger.load(SPACY_DEFAULT_PIPELINE if spec == "auto" else spec)
+
+
 def pos_category(lemma_: str, tag: str) -> str:
     """The 15-way category of a token: its VIP list if any, else its tag (OTHER if not listed)."""
     for category, words in VIP_WORDS.items():
@@ -274,7 +323,8 @@ def random_word_vectors(words: set[str], seed: int = 0) -> WordVectors:
 class WordVectorizer:
     """Sentence -> (word vectors (L, 300), POS one-hots (L, 15), length), L = max_len + 2."""
 
-    def __init__(self, vectors: WordVectors, tagger: LexiconTagger | None = None, max_len: int = MAX_TEXT_LEN):
+    def __init__(self, vectors: WordVectors, tagger: "LexiconTagger | SpacyTagger | None" = None,
+                 max_len: int = MAX_TEXT_LEN):
         self.vectors, self.tagger, self.max_len = vectors, tagger or LexiconTagger(), max_len
         self._unk = self._vector("unk")
 
@@ -305,7 +355,7 @@ class WordVectorizer:
                 np.array([i[2] for i in items], dtype=np.int64))
 
 
-def vocabulary(texts: list[str], tagger: LexiconTagger | None = None) -> set[str]:
+def vocabulary(texts: list[str], tagger: "LexiconTagger | SpacyTagger | None" = None) -> set[str]:
     """Every word form and lemma the texts use (what `load_glove` needs to keep)."""
     tagger = tagger or LexiconTagger()
     out: set[str] = set()

@@ -60,7 +60,7 @@ class EvaluateOptions:
     jackknife_groups: int = 20
     """Groups of the I-FID / FVD / M-FID jackknife intervals (each costs one Fréchet distance; 0: none)."""
     replications: int = 20
-    """Replications of the text-to-motion protocol (M-FID, R-Prec, MM-Dist, Diversity intervals)."""
+    """Replications of the text-to-motion protocol (R-Prec, MM-Dist, Diversity intervals)."""
     seed: int = 0
     cache_dir: Path | None = None
     """Per-clip cache; default ``<out>/cache``."""

@@ -4,7 +4,7 @@ Which one a metric gets (docs/metrics.md, "Intervals"):
 
 * **Means of per-clip values** (CLIP-SIM, TransErr, RotErr) and ratio statistics (HandScore):
   the percentile bootstrap over clips (`bootstrap`, `bootstrap_mean`).
-* **Fréchet distances of a set against a fixed reference** (I-FID, FVD): *not* the bootstrap. A
+* **Fréchet distances of a set against a fixed reference** (I-FID, FVD, M-FID): *not* the bootstrap. A
   resample with replacement repeats clips, which shrinks the set's effective size and so biases
   every Fréchet distance upwards: the percentile interval then sits wholly above the point value
   (512-d, N = 100: 117 [142, 159]; a ground-truth set scored 0 [0.0025, 50.4]). `jackknife` gives
@@ -12,7 +12,7 @@ Which one a metric gets (docs/metrics.md, "Intervals"):
   value ± 1.96 se (clipped at 0), which brackets the estimate by construction. Its coverage of a
   known distance is measured in docs/metrics.md (the estimator's own finite-sample bias is not
   removed, so it under-covers when that bias is large against the spread).
-* **The text-to-motion metrics** (M-FID, R-Precision, MM-Dist, Diversity): Guo et al.'s protocol,
+* **The text-to-motion protocol metrics** (R-Precision, MM-Dist, Diversity): Guo et al.'s protocol,
   `replications` of the shuffled evaluation and mean ± 1.96·sd/√R (`replication_interval`).
 """
 
