@@ -254,9 +254,9 @@ def test_frechet_providers_score_matched_sets_best(kind, inception_file, i3d_fil
     results = {name: provider.evaluate(gen, reference, rng).metrics
                for name, gen in (("same", same), ("slight", slight), ("strong", strong))}
     scores = {name: m[kind].value for name, m in results.items()}
-    for m in results.values():  # every value lies in its (jackknife) interval
+    for m in results.values():  # every value lies in its (jackknife) interval; < 3 clips: no interval
         for v in m.values():
-            assert v.low <= v.value <= v.high, m
+            assert v.low <= v.value <= v.high if n >= 3 else np.isnan(v.low) and np.isnan(v.high), m
     if kind == "FVD":
         assert 0 < results["slight"]["FVD16"].value < results["strong"]["FVD16"].value
     print(kind, scores)
