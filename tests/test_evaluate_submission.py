@@ -143,3 +143,43 @@ def test_submission_level_problems(room_dataset, ground_truth, tmp_path):
     assert "submission was made for reference 'elsewhere@123'" in text
     (sub / "submission.json").unlink()
     assert "submission.json is missing" in validate_submission(sub, ids).summary()
+
+
+def test_world_rotations_must_be_rotation_matrices(room_dataset, ground_truth, tmp_path):
+    """Scaled (x3) or reflected rotations are not valid clips: RotErr and hand visibility would
+    compute on garbage. The problem names the first bad frame and joint."""
+    ids = split_ids(room_dataset, "test")
+    sub = copy_of(ground_truth, tmp_path)
+    a, b = ids[:2]
+    with np.load(sub / f"{a}.npz") as z:
+        pos, rot = z["positions"].copy(), z["rotations"].copy()
+    np.savez(sub / f"{a}.npz", positions=pos, rotations=rot * 3)
+    reflected = rot.copy()
+    reflected[7, 15] = reflected[7, 15] @ np.diag([1.0, 1.0, -1.0]).astype(np.float32)  # orthonormal, det -1
+    np.savez(sub / f"{b}.npz", positions=pos, rotations=reflected)
+    report = validate_submission(sub, ids, reference_name(room_dataset))
+    text = report.summary()
+    assert (f"{a}: motion rotations are not rotation matrices at 1863 of 1863 (frame, joint) entries; first at "
+            "frame 0, joint 0 (Pelvis): max |R^T R - I| = 8") in text, text
+    assert f"{b}: motion rotations are not rotation matrices at 1 of 1863 (frame, joint) entries; first at frame 7, joint 15" in text
+    assert "det = -1" in text
+    assert report.valid_clips == ids[2:]
+    # float32 round-off of real rotations passes (the ground truth above has 4 valid clips)
+    from egotwin_bench.evaluate.submission import rotation_problems
+
+    tiny = rot.astype(np.float64) + 1e-4 * np.random.default_rng(0).standard_normal(rot.shape)
+    assert rotation_problems(rot) == [] and rotation_problems(tiny) == []
+
+
+def test_second_folder_claiming_a_method_is_not_scored(room_dataset, ground_truth, tmp_path):
+    """Rows are keyed by (method, task): a second folder under a taken name is reported, not scored."""
+    from egotwin_bench.evaluate.runner import EvaluateOptions, evaluate_submissions
+
+    first, second = copy_of(ground_truth, tmp_path, "a_first"), copy_of(ground_truth, tmp_path, "b_second")
+    options = EvaluateOptions(reference=room_dataset, out=tmp_path / "out", plots=False)
+    result = evaluate_submissions([first, second], options, providers=[])
+    assert [r["method"] for r in result.rows] == ["ground_truth"]
+    assert [r.path for r in result.rejected] == [second]
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert ("`b_second`: 1 problem(s)" in md and "method 'ground_truth' (task t2vm) is already claimed by "
+            "submission folder 'a_first': not scored" in md), md

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import pickle
 
 import numpy as np
@@ -64,11 +65,20 @@ def test_real_architecture_shapes(torch_one_thread):
 
 
 def test_tokenize_tag_and_vectorize():
-    assert tokenize("I don't walk, I'm walking!") == ["i", "do", "n't", "walk", "i", "'m", "walking"]
+    # the original keeps alphabetic tokens only: "n't", "'m", digits dropped; hyphens removed
+    assert tokenize("I don't walk, I'm walking 2 steps to the t-shirt!") == [
+        "i", "do", "walk", "i", "walking", "steps", "to", "the", "tshirt"]
     assert [lemma(w) for w in ("walks", "walking", "walked", "picked", "boxes", "stairs", "took")] == [
         "walk", "walk", "walk", "pick", "box", "stair", "take"]
     tags = LexiconTagger().tag(tokenize("I slowly walk to the careful turn"))
     assert [t for _, t in tags] == ["PRON", "ADV", "VERB", "ADP", "DET", "ADJ", "NOUN"]
+    tagger = LexiconTagger()
+    # -able/-ive nouns are nouns; only NOUN/VERB are lemmatised ("is" stays, "tables" -> "table")
+    assert tagger.process("The vegetables are on the tables by the cable") == [
+        ("the", "DET"), ("vegetable", "NOUN"), ("are", "AUX"), ("on", "ADP"), ("the", "DET"), ("table", "NOUN"),
+        ("by", "ADP"), ("the", "DET"), ("cable", "NOUN")]
+    assert tagger.process("a comfortable chair is left") == [
+        ("a", "DET"), ("comfortable", "ADJ"), ("chair", "NOUN"), ("is", "AUX"), ("left", "NOUN")]
     vec = WordVectorizer(_vectors(SENTENCES))
     words, pos, length = vec(SENTENCES[1])
     assert words.shape == (MAX_TEXT_LEN + 2, WORD_DIM) and pos.shape == (MAX_TEXT_LEN + 2, POS_DIM)
@@ -83,6 +93,27 @@ def test_tokenize_tag_and_vectorize():
     # unknown words become unk; long sentences are cut to MAX_TEXT_LEN words
     assert vec.tokens("I zzyzx")[2] == ("unk", "OTHER")
     assert vec(" ".join(["walk"] * 40))[2] == MAX_TEXT_LEN + 2
+
+
+def test_process_spacy_is_the_original_text_process():
+    """`process_spacy` applies HumanML3D's `process_text` to a spaCy pipeline's tokens (here a
+    stand-in pipeline giving fixed text / pos_ / lemma_): hyphens removed before parsing,
+    non-alphabetic tokens dropped, NOUN/VERB lemmatised except "left"."""
+    from types import SimpleNamespace
+
+    from egotwin_bench.estimators.text_features import process_spacy
+
+    table = {"I": ("PRON", "I"), "am": ("AUX", "be"), "n't": ("PART", "not"), "walking": ("VERB", "walk"),
+             "left": ("VERB", "leave"), "tshirts": ("NOUN", "tshirt"), "2": ("NUM", "2"), ".": ("PUNCT", ".")}
+    seen = []
+
+    def nlp(text):
+        seen.append(text)
+        return [SimpleNamespace(text=w, pos_=table[w][0], lemma_=table[w][1]) for w in text.split()]
+
+    assert process_spacy(nlp, "I am n't walking left 2 t-shirts .") == [
+        ("i", "PRON"), ("am", "AUX"), ("walk", "VERB"), ("left", "VERB"), ("tshirt", "NOUN")]
+    assert seen == ["I am n't walking left 2 tshirts ."]
 
 
 def test_glove_formats_and_errors(tmp_path):
@@ -220,3 +251,36 @@ def test_train_evaluators_random_word_vectors(built_dataset, tmp_path):
     assert TextMotionEvaluator.load(out).config.training["word_vectors"] == "random(seed=0)"
     neither = CliRunner().invoke(app, args)
     assert neither.exit_code == 2 and "--glove" in neither.output and "--random-word-vectors" in neither.output
+
+
+def test_tagger_choice_and_recording(monkeypatch):
+    """auto falls back to the lexicon tagger without spaCy; a spaCy tagger is named by pipeline and
+    version and is what an evaluator trained with it loads again; older taggers are refused."""
+    from types import SimpleNamespace
+
+    from egotwin_bench.estimators import text_features
+    from egotwin_bench.estimators.text_features import SpacyTagger, make_tagger
+
+    monkeypatch.setattr(text_features, "spacy_pipeline_installed", lambda pipeline="": False)
+    assert isinstance(make_tagger("auto"), LexiconTagger) and isinstance(make_tagger("lexicon"), LexiconTagger)
+    if importlib.util.find_spec("spacy") is None:
+        with pytest.raises(ImportError, match="spaCy is not installed.*--tagger lexicon"):
+            make_tagger("en_core_web_sm")
+
+    def nlp(text):
+        return [SimpleNamespace(text=w, pos_="VERB" if w == "walking" else "PRON", lemma_=w.rstrip("ing"))
+                for w in text.split()]
+
+    nlp.meta = {"lang": "en", "name": "core_web_sm", "version": "3.8.0"}
+    tagger = SpacyTagger(nlp, "/models/en_core_web_sm")
+    assert tagger.name == "spacy:en_core_web_sm-3.8.0" and tagger.process("I walking") == [("i", "PRON"), ("walk", "VERB")]
+    config = EvaluatorConfig(**SMALL_EVALUATOR, tagger=tagger.name, tagger_pipeline=tagger.pipeline)
+    model = TextMotionEvaluator(config, _vectors(SENTENCES))
+    monkeypatch.setattr(SpacyTagger, "load", classmethod(lambda cls, p: SpacyTagger(nlp, p)))
+    assert model.vectorizer.tagger.name == tagger.name  # loaded from the recorded pipeline
+    nlp.meta = {**nlp.meta, "version": "3.7.1"}
+    other = TextMotionEvaluator(config, _vectors(SENTENCES))
+    with pytest.raises(ValueError, match="trained with 'spacy:en_core_web_sm-3.8.0'"):
+        other.vectorizer
+    with pytest.raises(ValueError, match="tagger 'lexicon/1'"):
+        TextMotionEvaluator(EvaluatorConfig(**SMALL_EVALUATOR, tagger="lexicon/1"))

@@ -63,7 +63,6 @@ def test_f1_known_answers():
     pred = np.array([1, 1, 0, 0, 1], bool)
     true = np.array([1, 0, 1, 0, 1], bool)  # tp 2, fp 1, fn 1
     assert f1_score(pred, true) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
-    assert f1_score(np.zeros(4, bool), np.zeros(4, bool)) == 1.0
     assert f1_score(np.ones(4, bool), np.zeros(4, bool)) == 0.0
 
 
@@ -88,3 +87,60 @@ def test_provider_unavailable_reasons(tmp_path):
     assert "train-hand-classifier" in HandConsistencyProvider(None).unavailable_reason()
     reason = HandConsistencyProvider(tmp_path).unavailable_reason()
     assert "config.json" in reason and "model.safetensors" in reason
+
+
+def test_f1_undefined_and_sklearn_agreement():
+    """Pooled per-hand F1 equals sklearn's f1_score of the flattened labels; a hand with no
+    positive anywhere is undefined (NaN), left out of HandScore and named, never 1.0."""
+    from sklearn.metrics import f1_score as sk_f1
+
+    from egotwin_bench.metrics.hand_consistency import hand_f1, undefined_hands
+
+    assert np.isnan(f1_score(np.zeros(4, bool), np.zeros(4, bool)))
+    assert f1_score(np.zeros(4, bool), np.zeros(4, bool), zero_division=1.0) == 1.0
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        p = rng.uniform(0.05, 0.6)
+        pres, vis = rng.random((5, 41, 2)) < p, rng.random((5, 41, 2)) < rng.uniform(0.05, 0.6)
+        expected = [sk_f1(vis[..., h].ravel(), pres[..., h].ravel()) for h in range(2)]
+        np.testing.assert_allclose(hand_f1(pres, vis), expected, rtol=1e-12)
+        assert hand_score(pres, vis) == pytest.approx(np.mean(expected), rel=1e-12)
+        for c in range(5):  # per clip: the same definition over the clip's 41 frames
+            clip_f1 = [sk_f1(vis[c, :, h], pres[c, :, h], zero_division=np.nan) for h in range(2)]
+            assert hand_score(pres[c], vis[c]) == pytest.approx(np.nanmean(clip_f1), rel=1e-12)
+    # the issue's case: the right hand is absent from both sources in every frame
+    vis = rng.random((4, 41, 2)) < 0.3
+    pres = vis ^ (rng.random(vis.shape) < 0.3)
+    vis[..., 1] = pres[..., 1] = False
+    left = sk_f1(vis[..., 0].ravel(), pres[..., 0].ravel())
+    assert hand_score(pres, vis) == pytest.approx(left)  # was (left + 1) / 2
+    assert undefined_hands(pres, vis) == ["right"]
+    vis[..., 0] = pres[..., 0] = False
+    assert np.isnan(hand_score(pres, vis)) and undefined_hands(pres, vis) == ["left", "right"]
+
+
+def test_provider_names_an_undefined_hand(monkeypatch):
+    """The provider leaves an undefined hand out, says so in its notes, and per-clip NaN where a
+    clip has no positive; the interval brackets the value."""
+    from egotwin_bench.metrics import hand_consistency as hc
+
+    rng = np.random.default_rng(2)
+    vis = rng.random((12, 41, 2)) < 0.3
+    pres = vis ^ (rng.random(vis.shape) < 0.2)
+    vis[..., 1] = pres[..., 1] = False
+    vis[3] = pres[3] = False  # a clip with no positive at all
+    provider = hc.HandConsistencyProvider("unused", n_bootstrap=200)
+    monkeypatch.setattr(provider, "presence", lambda clips: pres)
+    visible = iter(vis)
+    monkeypatch.setattr(hc, "hand_visibility", lambda *a: next(visible))
+
+    class Clip:
+        positions = rotations = T_head_camera = intrinsics = None
+
+    res = provider.evaluate([Clip()] * 12, [], np.random.default_rng(0))
+    value = res.metrics["HandScore"]
+    assert value.value == pytest.approx(f1_score(pres[..., 0], vis[..., 0]))
+    assert value.low <= value.value <= value.high
+    assert np.isnan(res.per_clip["HandScore"][3]) and np.isfinite(np.delete(res.per_clip["HandScore"], 3)).all()
+    assert any("right hand F1 undefined" in n for n in res.notes)
+    assert any("1/12 clips have no defined per-clip F1" in n for n in res.notes)

@@ -58,6 +58,90 @@ def test_i3d_round_trip_and_shape(i3d_file, torch_one_thread):
     assert sum(p.numel() for p in extractor.parameters()) == pytest.approx(12.7e6, rel=0.05)
     feats = extractor(torch.from_numpy(_video(0))[None])
     assert feats.shape == (1, 400) and torch.isfinite(feats).all()
+    assert {m.eps for m in extractor.modules() if isinstance(m, torch.nn.BatchNorm3d)} == {1e-5}  # VideoGPT's
+
+
+def test_i3d_torchscript_is_called_as_stylegan_v(i3d_file, i3d_torchscript_file, tmp_path, torch_one_thread):
+    """A TorchScript file with the call signature of StyleGAN-V's i3d_torchscript.pt is called with
+    uint8 (B, 3, T, H, W) and rescale/resize/return_features = True; with the same weights it gives
+    the features of the state-dict path (VideoGPT's preprocessing), so the two TF-Hub conversions
+    are interchangeable. The piergiaj network refuses a TorchScript file and uses BatchNorm eps 1e-3."""
+    from egotwin_bench.metrics.video_quality import I3DFeatures, I3DTorchScriptFeatures
+
+    scripted, state = load_i3d(i3d_torchscript_file), load_i3d(i3d_file[0])
+    assert isinstance(scripted, I3DTorchScriptFeatures) and isinstance(state, I3DFeatures)
+    video = torch.from_numpy(_video(1)[:10])[None]  # T = 10: the smallest I3D input is 9 frames
+    torch.testing.assert_close(scripted(video), state(video), rtol=1e-4, atol=1e-4)
+    with pytest.raises(weights.WeightsMismatchError, match="TorchScript archive"):
+        load_i3d(i3d_torchscript_file, "piergiaj")
+    piergiaj = load_i3d(i3d_file[0], "piergiaj")
+    assert {m.eps for m in piergiaj.modules() if isinstance(m, torch.nn.BatchNorm3d)} == {1e-3}
+    with pytest.raises(ValueError, match="unknown FVD network"):
+        load_i3d(i3d_file[0], "tf1")
+
+
+def test_fvd_weights_lookup_order(i3d_file, i3d_torchscript_file, tmp_path, monkeypatch):
+    """tfhub looks for i3d_torchscript.pt, then i3d_pretrained_400.pt; a missing network names both files."""
+    import shutil
+
+    from egotwin_bench.metrics.video_quality import resolve_fvd_weights
+
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
+    with pytest.raises(weights.MissingWeightsError, match="i3d_torchscript.pt.*or i3d_pretrained_400.pt"):
+        resolve_fvd_weights()
+    shutil.copy(i3d_file[0], tmp_path / weights.I3D_TFHUB_STATE_DICT.filename)
+    assert resolve_fvd_weights().name == "i3d_pretrained_400.pt"
+    shutil.copy(i3d_torchscript_file, tmp_path / weights.I3D_TFHUB_TORCHSCRIPT.filename)
+    assert resolve_fvd_weights().name == "i3d_torchscript.pt"
+    assert "i3d_rgb_imagenet.pt" in FVDProvider(VideoQualityConfig(fvd_network="piergiaj")).unavailable_reason()
+    assert FVDProvider(VideoQualityConfig()).unavailable_reason() is None
+    assert "i3d_torchscript.pt" in FVDProvider(VideoQualityConfig()).describe()
+    assert weights.is_torchscript(i3d_torchscript_file) and not weights.is_torchscript(i3d_file[0])
+
+
+def _videogpt_preprocess(video: torch.Tensor, resolution: int = 224) -> torch.Tensor:
+    """VideoGPT's `videogpt.data.preprocess` (THWC uint8 -> CTHW in [-0.5, 0.5]) followed by its FVD
+    `preprocess`'s ``* 2``, transcribed line by line as the reference."""
+    import math
+
+    video = video.permute(0, 3, 1, 2).float() / 255.0
+    t, c, h, w = video.shape
+    scale = resolution / min(h, w)
+    target = (resolution, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), resolution)
+    video = torch.nn.functional.interpolate(video, size=target, mode="bilinear", align_corners=False)
+    t, c, h, w = video.shape
+    w0, h0 = (w - resolution) // 2, (h - resolution) // 2
+    video = video[:, :, h0:h0 + resolution, w0:w0 + resolution].permute(1, 0, 2, 3).contiguous()
+    return (video - 0.5) * 2
+
+
+def test_i3d_preprocessing_is_videogpts():
+    from egotwin_bench.metrics.video_quality import i3d_preprocess
+
+    rng = np.random.default_rng(0)
+    for shape in ((4, 480, 480, 3), (3, 360, 480, 3), (2, 500, 300, 3)):
+        videos = torch.from_numpy(rng.integers(0, 256, (2, *shape), dtype=np.uint8))
+        ours = i3d_preprocess(videos)
+        ref = torch.stack([_videogpt_preprocess(v) for v in videos])
+        assert ours.shape == ref.shape == (2, 3, shape[0], 224, 224)
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+
+def test_inception_features_equal_pytorch_fid(inception_file, torch_one_thread, monkeypatch):
+    """With the same (random) torchvision weights, our I-FID features equal pytorch-fid's
+    `InceptionV3([3], resize_input=True, normalize_input=True)` (its resize and scaling) exactly."""
+    import copy
+
+    pytorch_fid_inception = pytest.importorskip("pytorch_fid.inception")
+    path, net = inception_file
+    monkeypatch.setattr(pytorch_fid_inception, "_inception_v3", lambda *a, **k: copy.deepcopy(net))
+    reference = pytorch_fid_inception.InceptionV3([3], resize_input=True, normalize_input=True,
+                                                  use_fid_inception=False).eval()
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 480, 480, 3), dtype=np.uint8))
+    ours = load_inception(path, verify=False)(frames)
+    with torch.no_grad():
+        theirs = reference(frames.permute(0, 3, 1, 2).float() / 255.0)[0][:, :, 0, 0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 def test_state_dict_of_another_network_is_refused(i3d_file, tmp_path):
@@ -122,7 +206,8 @@ def test_clip_weights_not_matching_the_config_are_refused(clip_folder, tmp_path)
 
 def test_missing_weights_name_the_file_and_source(tmp_path, monkeypatch):
     monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "weights"))
-    for spec in (weights.INCEPTION_V3, weights.I3D_KINETICS400, weights.CLIP_VIT_B32):
+    for spec in (weights.INCEPTION_V3, weights.I3D_TFHUB_TORCHSCRIPT, weights.I3D_TFHUB_STATE_DICT,
+                 weights.I3D_PIERGIAJ, weights.CLIP_VIT_B32):
         with pytest.raises(weights.MissingWeightsError) as err:
             weights.resolve(spec)
         message = str(err.value)
@@ -134,6 +219,7 @@ def test_missing_weights_name_the_file_and_source(tmp_path, monkeypatch):
         load_clip(tmp_path / "clip")
     providers = video_quality_providers(VideoQualityConfig())
     assert [p.name for p in providers] == ["ifid", "fvd", "clip_sim"]
+    assert "i3d_torchscript.pt" in providers[1].unavailable_reason() and "i3d_pretrained_400.pt" in providers[1].unavailable_reason()
     for p in providers:
         assert isinstance(p, MetricProvider)
         assert p.spec.filename in p.unavailable_reason()
@@ -165,8 +251,14 @@ def test_frechet_providers_score_matched_sets_best(kind, inception_file, i3d_fil
     strong = _clips([_noisy(_video(s), 60.0, s) for s in range(n)], "strong")
     rng = np.random.default_rng(0)
     provider = provider_type(config)
-    scores = {name: provider.evaluate(gen, reference, rng).metrics[kind].value
-              for name, gen in (("same", same), ("slight", slight), ("strong", strong))}
+    results = {name: provider.evaluate(gen, reference, rng).metrics
+               for name, gen in (("same", same), ("slight", slight), ("strong", strong))}
+    scores = {name: m[kind].value for name, m in results.items()}
+    for m in results.values():  # every value lies in its (jackknife) interval; < 3 clips: no interval
+        for v in m.values():
+            assert v.low <= v.value <= v.high if n >= 3 else np.isnan(v.low) and np.isnan(v.high), m
+    if kind == "FVD":
+        assert 0 < results["slight"]["FVD16"].value < results["strong"]["FVD16"].value
     print(kind, scores)
     assert scores["same"] == pytest.approx(0.0, abs=1e-9 * scores["strong"])
     assert 0 < scores["slight"] < scores["strong"]

@@ -20,13 +20,15 @@ def register(app: typer.Typer) -> None:
         droid_repo: Optional[Path] = typer.Option(None, "--droid-repo", envvar="DROID_SLAM_DIR", help="DROID-SLAM checkout with its extensions built (docs/benchmark.md); default $DROID_SLAM_DIR."),
         hand_classifier: Optional[Path] = typer.Option(None, "--hand-classifier", help="Folder written by train-hand-classifier (HandScore)."),
         inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="Inception-v3 weights (I-FID)."),
-        i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights (FVD)."),
+        i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights (FVD): i3d_torchscript.pt or i3d_pretrained_400.pt (tfhub), rgb_imagenet.pt (piergiaj)."),
+        fvd_network: str = typer.Option("tfhub", "--fvd-network", help="FVD network: tfhub (the TF-Hub i3d-kinetics-400 of published FVDs) or piergiaj (DeepMind's released I3D; not comparable)."),
         clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="CLIP folder (CLIP-SIM)."),
         evaluator_dir: Optional[Path] = typer.Option(None, "--evaluator-dir", help="Folder written by train-evaluators (M-FID, R-Prec, MM-Dist)."),
         allow_partial: bool = typer.Option(False, "--allow-partial", help="Score the valid clips of submissions that have problems."),
         workers: int = typer.Option(2, "--workers", min=0, help="Ray CPUs for per-clip work (0: in-process; $RAY_ADDRESS joins a cluster)."),
-        n_bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
-        frechet_bootstrap: int = typer.Option(100, "--frechet-bootstrap", min=0, help="Resamples for the I-FID / FVD / M-FID intervals (each costs one Fréchet distance; 0: no interval)."),
+        n_bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals of means (CLIP-SIM, TransErr, RotErr, HandScore)."),
+        jackknife_groups: int = typer.Option(20, "--jackknife-groups", min=0, help="Groups of the I-FID / FVD / M-FID jackknife intervals (each costs one Fréchet distance; 0: no interval)."),
+        replications: int = typer.Option(20, "--replications", min=1, help="Replications of the text-to-motion protocol (R-Prec, MM-Dist, Diversity: mean ± 1.96 sd/sqrt(R))."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Per-clip cache (default OUT/cache)."),
         plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
@@ -43,9 +45,9 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--estimator must be auto, builtin or droid")
         options = EvaluateOptions(
             reference=reference, out=out, split=split, estimator=estimator, droid_weights=droid_weights, droid_repo=droid_repo,
-            hand_classifier=hand_classifier, inception_weights=inception_weights, i3d_weights=i3d_weights,
+            hand_classifier=hand_classifier, inception_weights=inception_weights, i3d_weights=i3d_weights, fvd_network=fvd_network,
             clip_weights=clip_weights, evaluator_dir=evaluator_dir, allow_partial=allow_partial, workers=workers,
-            n_bootstrap=n_bootstrap, frechet_bootstrap=frechet_bootstrap, seed=seed, cache_dir=cache_dir, plots=plots, device=device,
+            n_bootstrap=n_bootstrap, jackknife_groups=jackknife_groups, replications=replications, seed=seed, cache_dir=cache_dir, plots=plots, device=device,
         )
         try:
             folders = find_submissions(submissions)

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         report_split: str = typer.Option("test", "--report-split", help="Split the kept evaluator is scored on once (unbiased; not --val-split)."),
         device: str = typer.Option("auto", "--device", help="Torch device (auto: cuda when visible)."),
         seed: int = typer.Option(0, "--seed"),
+        tagger: str = typer.Option("auto", "--tagger", help="Part-of-speech tagging: auto (spaCy en_core_web_sm when installed, as the original; else the built-in lexicon tagger), lexicon, or a spaCy pipeline name or folder."),
     ) -> None:
         """Train the text and motion encoders (Guo et al. 2022) on head-centric motion with a contrastive loss.
 
@@ -42,8 +43,9 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, negative_margin=margin,
                              validate_every=validate_every, seed=seed, device=device)
         try:
-            model, history = train_from_dataset(dataset, glove, out, config, val_split, report_split=report_split)
-        except (FileNotFoundError, KeyError, ValueError) as err:
+            model, history = train_from_dataset(dataset, glove, out, config, val_split, report_split=report_split,
+                                                tagger=tagger)
+        except (FileNotFoundError, KeyError, ValueError, ImportError, OSError) as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         training = model.config.training

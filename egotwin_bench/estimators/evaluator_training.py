@@ -119,6 +119,7 @@ def train_evaluators(
     config: TrainConfig = TrainConfig(),
     model_config: EvaluatorConfig | None = None,
     progress: bool = True,
+    tagger=None,
 ) -> tuple[TextMotionEvaluator, list[dict]]:
     """Train, validate every `validate_every` steps, keep the best; returns it and the history.
 
@@ -137,6 +138,7 @@ def train_evaluators(
     std = np.where(std < 1e-6, 1.0, std)  # constant dims (e.g. zero first-order features) pass through
     mc = dataclasses.replace(model_config or EvaluatorConfig(), motion_dim=train.motion.shape[-1])
     model = TextMotionEvaluator(mc, word_vectors, mean, std).to(config.device).train()
+    model.tagger = tagger  # an already-loaded tagger of `model_config.tagger` (None: made on first use)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, history, best = 0, [], -1.0
     ckpt = out / CHECKPOINT_FILE
@@ -192,6 +194,7 @@ def train_from_dataset(
     val_split: str = "val",
     progress: bool = True,
     report_split: str | None = "test",
+    tagger: str = "auto",
 ) -> tuple[TextMotionEvaluator, list[dict]]:
     """Train the evaluators on the train split of a built dataset, keeping the best by
     R-Precision on `val_split`, then score the kept one on `report_split` (unbiased; stored as
@@ -200,19 +203,24 @@ def train_from_dataset(
     The word vectors kept with the evaluator are the GloVe rows of every word (and lemma) used by
     any split's prompts, so test prompts embed with the same vectors (the full GloVe table would
     be ~480 MB per evaluator). `glove=None` uses `random_word_vectors` instead (synthetic data only).
+    `tagger`: `text_features.make_tagger` (``auto``: spaCy's en_core_web_sm when installed, else
+    the built-in lexicon tagger); recorded in the evaluator.
     """
     if report_split is not None and report_split == val_split:
         raise ValueError(f"the evaluator is selected on {val_split!r}; report on another split")
     from egotwin_bench.data import CuratedDataset
-    from egotwin_bench.estimators.text_features import load_glove, random_word_vectors, vocabulary
+    from egotwin_bench.estimators.text_features import load_glove, make_tagger, random_word_vectors, vocabulary
 
     data = CuratedDataset(dataset_dir)
     all_texts = data.manifest.column("text").to_pylist()
     train = load_split(dataset_dir, "train")
     val = load_split(dataset_dir, val_split) if data.clip_ids(val_split) else TextMotionData([], train.motion[:0])
-    words = vocabulary(all_texts)
+    text_tagger = make_tagger(tagger)
+    words = vocabulary(all_texts, text_tagger)
     vectors = load_glove(glove, words) if glove is not None else random_word_vectors(words, config.seed)
-    model, history = train_evaluators(train, val, vectors, out_dir, config, progress=progress)
+    model_config = EvaluatorConfig(tagger=text_tagger.name, tagger_pipeline=getattr(text_tagger, "pipeline", ""))
+    model, history = train_evaluators(train, val, vectors, out_dir, config, model_config, progress=progress,
+                                      tagger=text_tagger)
     if report_split is not None and report_split in data.splits and len(data.clip_ids(report_split)) >= 2:
         held_out = validation_r_precision(model, load_split(dataset_dir, report_split), config.seed)
         model.config.training["held_out"] = {"split": report_split, "clips": len(data.clip_ids(report_split)),

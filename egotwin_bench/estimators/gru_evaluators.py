@@ -25,7 +25,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from egotwin_bench.constants import HEAD_CENTRIC_DIM
-from egotwin_bench.estimators.text_features import POS_DIM, WORD_DIM, LexiconTagger, WordVectorizer, WordVectors
+from egotwin_bench.estimators.text_features import (
+    POS_DIM,
+    WORD_DIM,
+    LexiconTagger,
+    SpacyTagger,
+    WordVectorizer,
+    WordVectors,
+)
 
 UNIT_LENGTH: int = 4
 """Motion frames per movement-encoder unit (two stride-2 convolutions)."""
@@ -111,6 +118,9 @@ class EvaluatorConfig:
     embedding: int = 512
     max_text_len: int = 20
     tagger: str = LexiconTagger.name
+    """`LexiconTagger.name`, or ``spacy:<lang>_<name>-<version>`` of the spaCy pipeline trained with."""
+    tagger_pipeline: str = ""
+    """For a spaCy tagger: the pipeline name or folder to load it from."""
     words: list[str] = field(default_factory=list)
     training: dict = field(default_factory=dict)
     """Training summary (data, steps, validation R-Precision) written by the trainer."""
@@ -133,15 +143,28 @@ class TextMotionEvaluator(nn.Module):
         self.register_buffer("word_vectors", torch.as_tensor(vectors))
         if word_vectors is not None:
             c.words = list(word_vectors.words)
-        if c.tagger != LexiconTagger.name:
-            raise ValueError(f"evaluator was trained with tagger {c.tagger!r}; this toolkit has {LexiconTagger.name!r}")
+        if c.tagger != LexiconTagger.name and not (c.tagger.startswith("spacy:") and c.tagger_pipeline):
+            raise ValueError(f"evaluator was trained with tagger {c.tagger!r}; this toolkit has {LexiconTagger.name!r} "
+                             "or a spaCy pipeline (tagger_pipeline)")
+        self.tagger: LexiconTagger | SpacyTagger | None = None
         self._vectorizer: WordVectorizer | None = None
+
+    def _make_tagger(self) -> LexiconTagger | SpacyTagger:
+        """The tagger the evaluator was trained with (a spaCy pipeline must be the same version)."""
+        if self.config.tagger == LexiconTagger.name:
+            return LexiconTagger()
+        tagger = SpacyTagger.load(self.config.tagger_pipeline)
+        if tagger.name != self.config.tagger:
+            raise ValueError(f"evaluator was trained with {self.config.tagger!r}; {self.config.tagger_pipeline!r} "
+                             f"loads {tagger.name!r}")
+        return tagger
 
     @property
     def vectorizer(self) -> WordVectorizer:
         if self._vectorizer is None:
             vecs = WordVectors(self.config.words, self.word_vectors.cpu().numpy())
-            self._vectorizer = WordVectorizer(vecs, LexiconTagger(), self.config.max_text_len)
+            self.tagger = self.tagger or self._make_tagger()
+            self._vectorizer = WordVectorizer(vecs, self.tagger, self.config.max_text_len)
         return self._vectorizer
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,12 @@ numerals), a verb list covering everyday and Nymeria-style activity narration, s
 rule lemmatiser (-s/-es/-ies/-ing/-ed, a few irregular forms). It is deterministic and recorded
 by name in every trained evaluator, so the same tagger is used at training and evaluation time.
 It is not spaCy: tags differ on ambiguous words (e.g. "to" before a verb is ADP here).
+
+Tokens follow the original's `process_text` (HumanML3D ``text_process.py``): hyphens removed,
+non-alphabetic tokens dropped ("n't", "'s", digits, punctuation), and only NOUN and VERB tokens
+lemmatised (except "left"); other words keep their form ("is" stays "is"). `process_spacy`
+is that function verbatim for a loaded spaCy pipeline (lower-casing its output words for the
+lower-case GloVe vocabulary).
 """
 
 from __future__ import annotations
@@ -89,20 +95,26 @@ _IRREGULAR: dict[str, str] = {
     "has": "have", "is": "be", "are": "be", "was": "be", "were": "be", "people": "person", "children": "child",
 }
 _ADJ_SUFFIXES: tuple[str, ...] = ("ful", "ous", "ive", "able", "ible", "ical", "less", "ish")
+_SUFFIX_NOUNS: frozenset[str] = frozenset(
+    "table cable vegetable timetable turntable worktable constable fable bible olive drive archive motive "
+    "detective relative knive dish radish polish".split()
+)
+"""Nouns that end like adjectives (-able, -ive, -ish): the suffix rule skips them."""
 
 _TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+(?:\.\d+)?|n't|'[a-z]+")
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case word tokens; punctuation dropped; contractions split ("don't" -> "do", "n't")."""
+    """Lower-case alphabetic word tokens as the original keeps them: hyphens removed first
+    ("t-shirt" -> "tshirt"), contractions split and their non-alphabetic parts dropped
+    ("don't" -> "do"; "I'm" -> "i"), digits and punctuation dropped."""
     words: list[str] = []
-    for tok in _TOKEN.findall(text.lower()):
+    for tok in _TOKEN.findall(text.lower().replace("-", "")):
         if tok.endswith("n't") and len(tok) > 3:
-            words += [tok[:-3], "n't"]
+            tok = tok[:-3]
         elif "'" in tok[1:]:
-            head, tail = tok.split("'", 1)
-            words += [head, "'" + tail]
-        else:
+            tok = tok.split("'", 1)[0]
+        if tok.isalpha():
             words.append(tok)
     return words
 
@@ -132,7 +144,14 @@ def lemma(word: str) -> str:
 class LexiconTagger:
     """Offline rule/lexicon tagger -> (lemma, coarse tag) per token. See the module docstring."""
 
-    name: str = "lexicon/1"
+    name: str = "lexicon/2"
+
+    def process(self, text: str) -> list[tuple[str, str]]:
+        """(word, tag) per kept token, as the original's `process_text`: the lemma for NOUN and
+        VERB tokens (except "left"), else the word itself."""
+        words = tokenize(text)
+        return [(lem if tag in ("NOUN", "VERB") and w != "left" else w, tag)
+                for w, (lem, tag) in zip(words, self.tag(words))]
 
     def tag(self, words: list[str]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -148,7 +167,7 @@ class LexiconTagger:
                 tag = "NOUN" if prev in ("DET", "ADJ") and not w.endswith(("ing", "ed")) else "VERB"
             elif w.endswith("ly") and len(w) > 4:
                 tag = "ADV"
-            elif w.endswith(_ADJ_SUFFIXES):
+            elif w.endswith(_ADJ_SUFFIXES) and lem not in _SUFFIX_NOUNS:
                 tag = "ADJ"
             elif w.endswith(("ing", "ed")) and len(w) > 5:
                 tag = "VERB"
@@ -156,6 +175,69 @@ class LexiconTagger:
                 tag = "NOUN"
             out.append((lem, tag))
         return out
+
+
+def process_spacy(nlp, sentence: str) -> list[tuple[str, str]]:
+    """The original `process_text` (HumanML3D text_process.py) for a loaded spaCy pipeline `nlp`
+    (e.g. ``spacy.load("en_core_web_sm")``): (word, coarse POS) per alphabetic token, the lemma for
+    NOUN/VERB tokens except "left"; words lower-cased for the GloVe vocabulary."""
+    out = []
+    for token in nlp(sentence.replace("-", "")):
+        word = token.text
+        if not word.isalpha():
+            continue
+        kept = token.lemma_ if token.pos_ in ("NOUN", "VERB") and word != "left" else word
+        out.append((kept.lower(), token.pos_))
+    return out
+
+
+SPACY_DEFAULT_PIPELINE: str = "en_core_web_sm"
+"""The original's spaCy pipeline; used by ``--tagger auto`` when it is installed."""
+
+
+class SpacyTagger:
+    """The original pipeline: a loaded spaCy `nlp` through `process_spacy`. `name` records the
+    pipeline and its version (``spacy:en_core_web_sm-3.8.0``); `pipeline` is what `load` was given
+    (an installed package name or a folder), stored with a trained evaluator to load it again."""
+
+    def __init__(self, nlp, pipeline: str = SPACY_DEFAULT_PIPELINE):
+        meta = getattr(nlp, "meta", {}) or {}
+        self.nlp, self.pipeline = nlp, pipeline
+        self.name = f"spacy:{meta.get('lang', 'xx')}_{meta.get('name', 'pipeline')}-{meta.get('version', '?')}"
+
+    @classmethod
+    def load(cls, pipeline: str = SPACY_DEFAULT_PIPELINE) -> "SpacyTagger":
+        """`spacy.load(pipeline)` (a package name or a local folder); ImportError / OSError say what to install."""
+        try:
+            import spacy  # heavy optional dependency, only for the original tagging
+        except ImportError:
+            raise ImportError(f"spaCy is not installed: `pip install spacy` and the {pipeline!r} pipeline (a local "
+                              "folder, or its package installed with `python -m spacy download en_core_web_sm` on a "
+                              "machine with network), or use the built-in tagger (--tagger lexicon)") from None
+        try:
+            nlp = spacy.load(pipeline)
+        except OSError as err:
+            raise OSError(f"spaCy pipeline {pipeline!r} cannot be loaded ({err}); give an installed pipeline name or "
+                          "its folder, or --tagger lexicon") from None
+        return cls(nlp, pipeline)
+
+    def process(self, text: str) -> list[tuple[str, str]]:
+        return process_spacy(self.nlp, text)
+
+
+def spacy_pipeline_installed(pipeline: str = SPACY_DEFAULT_PIPELINE) -> bool:
+    """Whether spaCy and the pipeline package `pipeline` are importable here (no loading)."""
+    import importlib.util
+
+    return importlib.util.find_spec("spacy") is not None and importlib.util.find_spec(pipeline) is not None
+
+
+def make_tagger(spec: str = "auto") -> "LexiconTagger | SpacyTagger":
+    """``lexicon``: `LexiconTagger`; ``auto``: spaCy's en_core_web_sm when installed, else the
+    lexicon tagger; anything else: a spaCy pipeline name or folder (`SpacyTagger.load`)."""
+    if spec == "lexicon" or (spec == "auto" and not spacy_pipeline_installed()):
+        return LexiconTagger()
+    return SpacyTagger.load(SPACY_DEFAULT_PIPELINE if spec == "auto" else spec)
 
 
 def pos_category(lemma_: str, tag: str) -> str:
@@ -241,7 +323,8 @@ def random_word_vectors(words: set[str], seed: int = 0) -> WordVectors:
 class WordVectorizer:
     """Sentence -> (word vectors (L, 300), POS one-hots (L, 15), length), L = max_len + 2."""
 
-    def __init__(self, vectors: WordVectors, tagger: LexiconTagger | None = None, max_len: int = MAX_TEXT_LEN):
+    def __init__(self, vectors: WordVectors, tagger: "LexiconTagger | SpacyTagger | None" = None,
+                 max_len: int = MAX_TEXT_LEN):
         self.vectors, self.tagger, self.max_len = vectors, tagger or LexiconTagger(), max_len
         self._unk = self._vector("unk")
 
@@ -250,11 +333,10 @@ class WordVectorizer:
         return np.zeros(WORD_DIM, np.float32) if v is None else v
 
     def tokens(self, text: str) -> list[tuple[str, str]]:
-        """(word, category) pairs of the sentence, sos/eos included, not padded."""
-        body = []
-        for (lem, tag), word in zip(self.tagger.tag(words := tokenize(text)), words):
-            key = lem if lem in self.vectors.index else word
-            body.append((key, pos_category(lem, tag)) if key in self.vectors.index else ("unk", "OTHER"))
+        """(word, category) pairs of the sentence, sos/eos included, not padded: as the original
+        `WordVectorizer`, a word in the vocabulary gets its VIP category or its tag, any other unk/OTHER."""
+        body = [(w, pos_category(w, tag)) if w in self.vectors.index else ("unk", "OTHER")
+                for w, tag in self.tagger.process(text)]
         return [("sos", "OTHER")] + body[: self.max_len] + [("eos", "OTHER")]
 
     def __call__(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -273,12 +355,10 @@ class WordVectorizer:
                 np.array([i[2] for i in items], dtype=np.int64))
 
 
-def vocabulary(texts: list[str], tagger: LexiconTagger | None = None) -> set[str]:
+def vocabulary(texts: list[str], tagger: "LexiconTagger | SpacyTagger | None" = None) -> set[str]:
     """Every word form and lemma the texts use (what `load_glove` needs to keep)."""
     tagger = tagger or LexiconTagger()
     out: set[str] = set()
     for t in texts:
-        words = tokenize(t)
-        out.update(words)
-        out.update(lem for lem, _ in tagger.tag(words))
+        out.update(w for w, _ in tagger.process(t))
     return out

@@ -2,7 +2,8 @@
 
 ``leaderboard.csv`` has one row per method x task with ``method, task, n_clips, estimator,
 toolkit_version`` and, for every metric that ran, ``<metric>, <metric>_low, <metric>_high`` (the
-bootstrap 95% interval). Metrics that did not run have no column; ``leaderboard.md`` says why.
+95% interval; docs/metrics.md says which method per metric). Metrics that did not run have no
+column; ``leaderboard.md`` says why.
 All files are written atomically (temp file + rename).
 """
 
@@ -53,7 +54,9 @@ def leaderboard_markdown(result: "EvaluationResult", reference: str) -> str:
     """The human-readable leaderboard with skipped metrics, rejected submissions and failures."""
     metrics = metric_names(result.rows)
     arrows = {m: (" ↑" if result.higher_is_better.get(m) else " ↓") for m in metrics}
-    lines = [f"# Leaderboard\n\nReference: `{reference}`. Values with bootstrap 95% intervals over clips.\n"]
+    lines = [f"# Leaderboard\n\nReference: `{reference}`. Values with 95% intervals: bootstrap over clips for means "
+             "(CLIP-SIM, TransErr, RotErr, HandScore), grouped jackknife for I-FID / FVD / M-FID, 20 "
+             "replications of the text-to-motion protocol for R-Prec / MM-Dist / Diversity (docs/metrics.md).\n"]
     header = ["method", "task", "n clips", "estimator"] + [m + arrows[m] for m in metrics]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))

@@ -50,7 +50,8 @@ class EvalClip:
 
 @dataclass
 class MetricValue:
-    """A set-level metric with its bootstrap 95% interval (NaN bounds when not bootstrapped)."""
+    """A set-level metric with its 95% interval (NaN bounds when none; `metrics.bootstrap` says
+    which method each metric uses)."""
 
     value: float
     low: float = float("nan")
@@ -63,6 +64,8 @@ class ProviderResult:
 
     metrics: dict[str, MetricValue]
     per_clip: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Remarks on this submission's values (e.g. an undefined part left out), shown in leaderboard.md."""
 
 
 @runtime_checkable

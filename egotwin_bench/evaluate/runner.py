@@ -28,6 +28,7 @@ from egotwin_bench.evaluate.submission import (
     SubmissionMeta,
     ValidationReport,
     clip_hashes,
+    method_clash,
     read_motion,
     validate_submission,
 )
@@ -48,14 +49,18 @@ class EvaluateOptions:
     hand_classifier: Path | None = None
     inception_weights: Path | None = None
     i3d_weights: Path | None = None
+    fvd_network: str = "tfhub"
+    """FVD network (`egotwin_bench.metrics.video_quality.FVD_NETWORKS`): tfhub (standard) or piergiaj."""
     clip_weights: Path | None = None
     evaluator_dir: Path | None = None
     allow_partial: bool = False
     workers: int = 0
     """Ray CPUs for per-clip work (0: in-process; Ray joins `RAY_ADDRESS` when that is set)."""
     n_bootstrap: int = 1000
-    frechet_bootstrap: int = 100
-    """Resamples of the I-FID / FVD / M-FID intervals (each costs one Fréchet distance; 0: none)."""
+    jackknife_groups: int = 20
+    """Groups of the I-FID / FVD / M-FID jackknife intervals (each costs one Fréchet distance; 0: none)."""
+    replications: int = 20
+    """Replications of the text-to-motion protocol (R-Prec, MM-Dist, Diversity intervals)."""
     seed: int = 0
     cache_dir: Path | None = None
     """Per-clip cache; default ``<out>/cache``."""
@@ -108,9 +113,9 @@ def _video_quality(options: EvaluateOptions) -> list[MetricProvider]:
 
     config = VideoQualityConfig(
         inception_weights=_str(options.inception_weights), i3d_weights=_str(options.i3d_weights),
-        clip_weights=_str(options.clip_weights), device=_device(options),
+        fvd_network=options.fvd_network, clip_weights=_str(options.clip_weights), device=_device(options),
         feature_cache=str(_cache_root(options) / "features"), bootstrap_resamples=options.n_bootstrap,
-        frechet_bootstrap_resamples=options.frechet_bootstrap,
+        jackknife_groups=options.jackknife_groups,
     )
     return list(video_quality_providers(config))
 
@@ -119,8 +124,7 @@ def _motion_quality(options: EvaluateOptions) -> list[MetricProvider]:
     from egotwin_bench.metrics.motion_quality import MotionQualityConfig, MotionQualityProvider
 
     config = MotionQualityConfig(evaluator_dir=_str(options.evaluator_dir), device=_device(options),
-                                 bootstrap_resamples=options.n_bootstrap,
-                                 frechet_bootstrap_resamples=options.frechet_bootstrap)
+                                 replications=options.replications, jackknife_groups=options.jackknife_groups)
     return [MotionQualityProvider(config)]
 
 
@@ -284,16 +288,22 @@ def evaluate_submissions(
 
         why = make_estimator("droid", options.droid_weights, options.droid_repo).unavailable_reason()
         result.notes.append(f"Camera poses from the builtin estimator (--estimator auto; DROID-SLAM not used: {why}).")
+    result.notes += [d for p in available if (d := getattr(p, "describe", lambda: "")())]
     started_ray = _init_ray(options.workers)
+    claimed: dict[tuple[str, str], Path] = {}
     try:
         for folder in submissions:
             report = validate_submission(folder, ids, ref_name)
             result.reports.append(report)
             usable = report.meta is not None and report.valid_clips and (report.ok or options.allow_partial)
+            if usable and (clash := method_clash(report, claimed)) is not None:
+                report.problems.append(clash)
+                usable = False
             if not usable:
                 result.rejected.append(report)
                 continue
             meta = report.meta
+            claimed[(meta.method, meta.task)] = Path(folder)
             generated = [submission_eval_clip(Path(folder), meta, by_id[c]) for c in report.valid_clips]
             reference = [reference_eval_clip(by_id[c]) for c in report.valid_clips]
             key = f"{meta.method}/{meta.task}"
@@ -310,6 +320,7 @@ def evaluate_submissions(
                 for name, value in res.metrics.items():
                     row[name], row[f"{name}_low"], row[f"{name}_high"] = value.value, value.low, value.high
                 per_clip.update({k: np.asarray(v) for k, v in res.per_clip.items()})
+                result.notes += [f"`{key}` {note}" for note in res.notes]
                 if hasattr(provider, "trajectories"):
                     result.trajectories[key] = dict(provider.trajectories)
                     provider.trajectories.clear()

