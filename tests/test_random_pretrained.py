@@ -263,3 +263,30 @@ def test_precompute_and_train_from_the_folder(tiny_weights: Path, model_dataset:
     written = _tensors(tiny_weights / "transformer")
     for key in ("patch_embed.text_proj.weight", "transformer_blocks.0.attn1.to_q.weight", "proj_out.weight"):
         assert torch.equal(t2m[key].float(), written[key].float()), key
+
+
+@pytest.mark.slow
+def test_gpu_pipeline_script_rehearsed_on_cpu(tmp_path: Path) -> None:
+    """pipelines/paper_pipeline_gpu.sh, every step at the tiny size on the CPU: each step ends
+    with rc 0 and one JSON line; the interrupted joint run is resumed from its checkpoint."""
+    import os
+    import subprocess
+
+    out = tmp_path / "out"
+    env = {**os.environ, "WORK": str(tmp_path / "work"), "OUT": str(out), "PYTHON": sys.executable,
+           "SCALE": "tiny", "DEVICE": "cpu", "JOINT_FLAGS": "", "SEQUENCES": "2", "SECONDS_PER_SEQUENCE": "16",
+           "RESOLUTION": "128", "WORKERS": "1", "CLIPS": "2", "SAMPLE_STEPS": "2", "JOINT_STEPS": "400",
+           "KILL_AFTER": "25"}
+    script = _PATH.parent / "paper_pipeline_gpu.sh"
+    done = subprocess.run(["bash", str(script)], cwd=_PATH.parents[1], env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "paper_pipeline.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == ["data", "data_curate", "weights", "precompute", "vae", "t2m", "joint",
+                                            "joint_resume", "sample_t2vm", "sample_tm2v", "sample_tv2m", "evaluate"]
+    assert all(r["rc"] == 0 or r["killed"] for r in records) and all(r["wall_s"] > 0 for r in records)
+    joint = {r["step"]: r for r in records}
+    assert joint["joint"]["killed"] and not joint["joint_resume"]["killed"]
+    resumed = (out / "paper_pipeline_logs" / "joint_resume.log").read_text()
+    first = int(resumed.split("joint: steps ")[1].split("..")[0])
+    assert first > 1  # started from the interrupted run's checkpoint
