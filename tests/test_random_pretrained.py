@@ -275,8 +275,8 @@ def test_gpu_pipeline_script_rehearsed_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "WORK": str(tmp_path / "work"), "OUT": str(out), "PYTHON": sys.executable,
            "SCALE": "tiny", "DEVICE": "cpu", "JOINT_FLAGS": "", "SEQUENCES": "2", "SECONDS_PER_SEQUENCE": "16",
-           "RESOLUTION": "128", "WORKERS": "1", "CLIPS": "2", "SAMPLE_STEPS": "2", "JOINT_STEPS": "400",
-           "KILL_AFTER": "25"}
+           "RESOLUTION": "128", "WORKERS": "1", "ENGINE": "local", "CLIPS": "2", "SAMPLE_STEPS": "2", "JOINT_STEPS": "30",
+           "KILL_AFTER": "500"}
     script = _PATH.parent / "paper_pipeline_gpu.sh"
     done = subprocess.run(["bash", str(script)], cwd=_PATH.parents[1], env=env, capture_output=True, text=True,
                           timeout=1800)
