@@ -22,6 +22,7 @@ Video tensors: pixels are uint8 ``(B, F, H, W, 3)`` RGB; latents are ``(B, F', C
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -69,6 +70,41 @@ def check_weights_folder(root: str | Path, parts: Sequence[str] = ("tokenizer", 
     return root
 
 
+def _checkpoint_keys(folder: Path, stem: str) -> set[str] | None:
+    """Tensor names of the ``<stem>*.safetensors`` files in `folder` (headers only); None if none."""
+    from safetensors import safe_open
+
+    index = folder / f"{stem}.safetensors.index.json"
+    files = ([folder / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+             if index.is_file() else sorted(folder.glob(f"{stem}*.safetensors")))
+    if not files:
+        return None
+    keys: set[str] = set()
+    for file in files:
+        if not file.is_file():
+            raise MissingWeightsError(f"{file} (named in {index.name}) not found; {WEIGHTS_HINT}")
+        with safe_open(str(file), framework="pt") as f:
+            keys.update(f.keys())
+    return keys
+
+
+def _check_loading(model: torch.nn.Module, info: dict, folder: Path, stem: str) -> None:
+    """Strict loading: `from_pretrained` only warns about missing / unexpected tensors (a missing
+    one stays randomly initialised; diffusers 0.42 does not even report it for a sharded file),
+    so the checkpoint's names are compared with the model's here; any difference is an error."""
+    bad = {k: sorted(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    stored = _checkpoint_keys(folder, stem)
+    if stored is not None:
+        tied = set(getattr(model, "_tied_weights_keys", None) or ())  # saved once (T5's embed_tokens)
+        expected = set(model.state_dict()) - tied
+        bad["missing_keys"] = sorted(set(bad["missing_keys"]) | (expected - stored))
+        bad["unexpected_keys"] = sorted(set(bad["unexpected_keys"]) | (stored - expected - tied))
+    bad = {k: v for k, v in bad.items() if v}
+    if bad:
+        detail = "; ".join(f"{k.replace('_', ' ')}: {v[:5]}{' ...' if len(v) > 5 else ''}" for k, v in bad.items())
+        raise ValueError(f"the weights in {folder} do not fit its config.json ({detail}); {WEIGHTS_HINT}")
+
+
 # ----------------------------------------------------------------------------------- text
 
 
@@ -91,8 +127,13 @@ class TextEncoder:
 
         root = check_weights_folder(root, ("tokenizer", "text_encoder"))
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
-        model = T5EncoderModel.from_pretrained(root / "text_encoder", torch_dtype=dtype).to(device)
-        return cls(tokenizer, model)
+        model, info = T5EncoderModel.from_pretrained(root / "text_encoder", torch_dtype=dtype,
+                                                    output_loading_info=True)
+        _check_loading(model, info, root / "text_encoder", "model")
+        if len(tokenizer) > model.config.vocab_size:
+            raise ValueError(f"{root / 'tokenizer'}: {len(tokenizer)} tokens but the text encoder embeds only "
+                             f"{model.config.vocab_size}")
+        return cls(tokenizer, model.to(device))
 
     def save(self, root: str | Path) -> None:
         """Write ``root/tokenizer`` and ``root/text_encoder`` so `from_folder` reads them back."""
@@ -223,8 +264,10 @@ class VideoVAE:
         from diffusers import AutoencoderKLCogVideoX
 
         root = check_weights_folder(root, ("vae",))
-        vae = AutoencoderKLCogVideoX.from_pretrained(root / "vae", torch_dtype=dtype, low_cpu_mem_usage=False).to(device)
-        return cls(vae, size)
+        vae, info = AutoencoderKLCogVideoX.from_pretrained(root / "vae", torch_dtype=dtype, low_cpu_mem_usage=False,
+                                                           output_loading_info=True)
+        _check_loading(vae, info, root / "vae", "diffusion_pytorch_model")
+        return cls(vae.to(device), size)
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
