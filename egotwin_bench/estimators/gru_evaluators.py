@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from egotwin_bench.constants import HEAD_CENTRIC_DIM
+from egotwin_bench.motion import head_centric
 from egotwin_bench.estimators.text_features import (
     POS_DIM,
     WORD_DIM,
@@ -110,7 +111,7 @@ class EvaluatorConfig:
     """What a trained evaluator folder records besides its weights."""
 
     motion_dim: int = HEAD_CENTRIC_DIM
-    representation: str = "head_centric/1"
+    representation: str = head_centric.VERSION
     movement_hidden: int = 512
     movement_latent: int = 512
     motion_hidden: int = 1024
@@ -143,6 +144,9 @@ class TextMotionEvaluator(nn.Module):
         self.register_buffer("word_vectors", torch.as_tensor(vectors))
         if word_vectors is not None:
             c.words = list(word_vectors.words)
+        if c.representation != head_centric.VERSION:
+            raise ValueError(f"evaluator was trained on {c.representation!r} motion features; this toolkit "
+                             f"computes {head_centric.VERSION!r}: retrain it with `egotwin-bench train-evaluators`")
         if c.tagger != LexiconTagger.name and not (c.tagger.startswith("spacy:") and c.tagger_pipeline):
             raise ValueError(f"evaluator was trained with tagger {c.tagger!r}; this toolkit has {LexiconTagger.name!r} "
                              "or a spaCy pipeline (tagger_pipeline)")
