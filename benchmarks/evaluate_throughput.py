@@ -1,7 +1,7 @@
 """Pose-estimator throughput and accuracy against ground-truth camera poses, one JSON line per estimator.
 
     python benchmarks/evaluate_throughput.py --dataset DATASET [--split test] [--clips 10]
-        [--estimators builtin,colmap] [--colmap 480:8192:exhaustive,240:2048:exhaustive ...]
+        [--estimators builtin,colmap] [--colmap 480:2048:exhaustive:0,240:2048:sequential ...]
         [--droid-weights droid.pth] [--droid-repo DROID-SLAM]
     python benchmarks/evaluate_throughput.py            # no dataset: rendered room walks (--clips)
 
@@ -78,7 +78,7 @@ def score(name: str, estimator, clips: list, settings: dict) -> dict:
     from egotwin_bench.estimators.base import PoseEstimate
     from egotwin_bench.metrics.view_consistency import pose_failure, view_errors
 
-    estimates, failures, zero, wall, cpu, stages = {}, {}, 0, 0.0, 0.0, {}
+    estimates, failures, zero, wall, cpu, stages, fallbacks = {}, {}, 0, 0.0, 0.0, {}, 0
     for clip_id, frames, K, _ in clips:
         t, c = time.perf_counter(), time.process_time()
         try:
@@ -90,6 +90,7 @@ def score(name: str, estimator, clips: list, settings: dict) -> dict:
         cpu += time.process_time() - c
         for k, v in getattr(estimator, "stage_seconds", {}).items():
             stages[k] = stages.get(k, 0.0) + v
+        fallbacks += getattr(estimator, "mapper", "") == "incremental"
         if reason is not None:
             failures[clip_id] = reason
             zero += "no estimated camera translation" in reason
@@ -115,6 +116,7 @@ def score(name: str, estimator, clips: list, settings: dict) -> dict:
         "rot_err_median_deg": float(np.rad2deg(np.median(matched["rot"]))) if estimates else float("nan"),
         "zero_translation_fraction": zero / n, "pose_failures": len(failures), "failures": failures,
         "partly_registered_clips": sum(not e.registered.all() for e in estimates.values()),
+        "incremental_fallbacks": fallbacks,
         "auc_trans_err": auc(matched["trans"], mismatched["trans"]),
         "auc_rot_err": auc(matched["rot"], mismatched["rot"]),
         "vs_goal": {"s_per_clip_2_threads_over_goal": cpu_per_clip / 2 / GOAL_SECONDS_PER_CLIP_2_THREADS,
@@ -129,7 +131,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=10, help="Number of clips.")
     parser.add_argument("--estimators", default="builtin,colmap", help="Comma-separated: builtin, colmap, droid.")
     parser.add_argument("--colmap", default="", help="Comma-separated COLMAP settings max_image_size:max_num_features:"
-                        "matching to compare (default: the backend's defaults only).")
+                        "matching[:first_octave] to compare besides the backend's defaults.")
+    parser.add_argument("--no-default", action="store_true", help="Skip the COLMAP defaults (only --colmap settings).")
     parser.add_argument("--droid-weights", type=Path, default=None, help="droid.pth for the droid backend.")
     parser.add_argument("--droid-repo", type=Path, default=None, help="DROID-SLAM checkout (default $DROID_SLAM_DIR).")
     args = parser.parse_args()
@@ -142,10 +145,11 @@ def main() -> None:
     clips = dataset_clips(args.dataset, args.split, args.clips) if args.dataset else rendered_clips(args.clips)
     for name in args.estimators.split(","):
         if name == "colmap":
-            configs = [ColmapConfig()]
+            configs = [] if args.no_default else [ColmapConfig()]
             for spec in filter(None, args.colmap.split(",")):
-                size, features, matching = spec.split(":")
-                configs.append(ColmapConfig(max_image_size=int(size), max_num_features=int(features), matching=matching))
+                size, features, matching, *octave = spec.split(":")
+                configs.append(ColmapConfig(max_image_size=int(size), max_num_features=int(features), matching=matching,
+                                            first_octave=int(octave[0]) if octave else -1))
             runs = [(ColmapEstimator(c), asdict(c)) for c in configs]
         else:
             runs = [(make_estimator(name, args.droid_weights, args.droid_repo), {})]

@@ -150,13 +150,14 @@ def test_estimator_failures_are_per_clip_skips(submissions, room_dataset, tmp_pa
     from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
 
     class FailsOnFirst(ExplodingEstimator):
-        """Fails on the first clip, then reports a static camera (cheap, finite errors)."""
+        """Fails on the first clip, then reports a camera sliding along x (cheap, finite errors;
+        a static one would be a pose failure: no translation)."""
 
         def estimate(self, frames, intrinsics):
             self.calls += 1
             if self.calls == 1:
                 raise RuntimeError("tracking lost")
-            return np.tile(np.eye(4), (len(frames), 1, 1))
+            return sliding_camera(len(frames))
 
     options = EvaluateOptions(reference=room_dataset, out=tmp_path, n_bootstrap=50, plots=False)
     estimator = FailsOnFirst()
@@ -276,8 +277,15 @@ def test_bugs_in_a_quality_provider_are_not_hidden(no_weights, room_dataset, tmp
         build_providers(EvaluateOptions(reference=room_dataset, out=tmp_path, estimator="builtin"))
 
 
+def sliding_camera(n: int) -> np.ndarray:
+    """(n, 4, 4) poses of a camera sliding 1 unit per frame along x (a static one is a pose failure)."""
+    poses = np.tile(np.eye(4), (n, 1, 1))
+    poses[:, 0, 3] = np.arange(n)
+    return poses
+
+
 class CountingEstimator:
-    """A static camera (cheap, finite errors), counting the clips it is asked to estimate."""
+    """A sliding camera (cheap, finite errors), counting the clips it is asked to estimate."""
 
     name = "counting"
 
@@ -292,7 +300,7 @@ class CountingEstimator:
 
     def estimate(self, frames, intrinsics):
         self.calls += 1
-        return np.tile(np.eye(4), (len(frames), 1, 1))
+        return sliding_camera(len(frames))
 
 
 def test_identical_videos_reuse_poses_and_hand_presence(submissions, room_dataset, room_hand_classifier, tmp_path,

@@ -12,6 +12,8 @@ Per clip, in a temporary folder (API of the pinned pycolmap 4.2.1):
    ``match_sequential`` (`ColmapConfig.matching`);
 3. ``pycolmap.global_mapping`` (GLOMAP's global mapper) with the bundle adjustment refining
    neither the focal length, the principal point nor extra parameters: the intrinsics stay fixed;
+   if it registers fewer than half the frames, ``pycolmap.incremental_mapping`` (same fixed
+   intrinsics) runs too and the model with more registered frames is kept;
 4. the model with the most registered frames is kept; ``Image.cam_from_world()`` (world to
    camera) is inverted into camera-to-world; unregistered frames are filled by
    ``pycolmap.Rigid3d.interpolate`` between their registered neighbours (held from the nearest
@@ -52,6 +54,8 @@ class ColmapConfig:
     """Long side (px) SIFT sees; COLMAP rescales the frame and maps keypoints back."""
     max_num_features: int = 8192
     """SIFT keypoints kept per frame (COLMAP's default)."""
+    first_octave: int = -1
+    """SIFT's first octave: -1 (COLMAP's default) upsamples the frame 2x first, 0 starts at its size."""
     matching: str = "exhaustive"
     """`exhaustive` (all pairs) or `sequential` (each frame with its `sequential_overlap` successors)."""
     sequential_overlap: int = 10
@@ -59,7 +63,10 @@ class ColmapConfig:
     """Threads of extraction, matching and mapping of one clip. One: runs are bit-repeatable (with
     two, poses differ between runs by ~1e-4 relative); parallelism comes from clips as Ray tasks."""
     seed: int = 0
-    """Seed of RANSAC and the global mapper (repeatable poses)."""
+    """Seed of RANSAC and the mappers (repeatable poses)."""
+    incremental_fallback: bool = True
+    """When the global mapper registers fewer than half the frames (or none), also run COLMAP's
+    incremental mapper and keep the model with more registered frames."""
 
 
 def pycolmap_module() -> Any:
@@ -98,6 +105,10 @@ def fill_unregistered(cam_from_world: list[Any | None]) -> np.ndarray:
     return out
 
 
+def _count(registered: list | None) -> int:
+    return 0 if registered is None else sum(p is not None for p in registered)
+
+
 class ColmapEstimator:
     """COLMAP (pycolmap): SIFT, exhaustive matching, global mapper, the clip's intrinsics fixed."""
 
@@ -109,6 +120,8 @@ class ColmapEstimator:
             raise ValueError(f"matching must be exhaustive or sequential, got {self.config.matching!r}")
         self.stage_seconds: dict[str, float] = {}
         """CPU seconds (all threads) of extraction, matching and mapping of the last clip (benchmarks)."""
+        self.mapper = ""
+        """Mapper whose model the last clip's poses come from (`global` or `incremental`)."""
 
     @property
     def num_cpus(self) -> int:
@@ -133,6 +146,7 @@ class ColmapEstimator:
         extraction.num_threads = cfg.num_threads
         extraction.max_image_size = cfg.max_image_size
         extraction.sift.max_num_features = cfg.max_num_features
+        extraction.sift.first_octave = cfg.first_octave
         matching = pycolmap.FeatureMatchingOptions()
         matching.num_threads = cfg.num_threads
         verification = pycolmap.TwoViewGeometryOptions()
@@ -154,8 +168,14 @@ class ColmapEstimator:
         ba.refine_focal_length = False
         ba.refine_principal_point = False
         ba.refine_extra_params = False
+        incremental = pycolmap.IncrementalPipelineOptions()
+        incremental.num_threads = cfg.num_threads
+        incremental.random_seed = cfg.seed
+        incremental.ba_refine_focal_length = False
+        incremental.ba_refine_principal_point = False
+        incremental.ba_refine_extra_params = False
         return {"extraction": extraction, "matching": matching, "verification": verification,
-                "pairing": pairing, "mapping": mapping}
+                "pairing": pairing, "mapping": mapping, "incremental": incremental}
 
     def cache_id(self) -> str:
         """``colmap-<digest>`` of the pycolmap version, `config` and every option value."""
@@ -202,8 +222,14 @@ class ColmapEstimator:
                 self.stage_seconds["match"] = time.process_time() - clock
                 clock = time.process_time()
                 models = pycolmap.global_mapping(database, images, sparse, opts["mapping"])
+                registered, self.mapper = self._registered(models, names), "global"
+                if self.config.incremental_fallback and _count(registered) < n / 2:
+                    (root / "incremental").mkdir()
+                    again = self._registered(pycolmap.incremental_mapping(
+                        database, images, root / "incremental", opts["incremental"]), names)
+                    if _count(again) > _count(registered):
+                        registered, self.mapper = again, "incremental"
                 self.stage_seconds["map"] = time.process_time() - clock
-                registered = self._registered(models, names)
                 if registered is None:
                     raise PoseEstimationError(self._no_model_reason(database, n))
         finally:
@@ -228,8 +254,10 @@ class ColmapEstimator:
     @staticmethod
     def _no_model_reason(database: Path, n: int) -> str:
         pycolmap = pycolmap_module()
+        bad = {pycolmap.TwoViewGeometryConfiguration.UNDEFINED, pycolmap.TwoViewGeometryConfiguration.DEGENERATE,
+               pycolmap.TwoViewGeometryConfiguration.WATERMARK}
         with pycolmap.Database.open(database) as db:
             keypoints = [db.num_keypoints_for_image(im.image_id) for im in db.read_all_images()]
-            pairs = db.num_verified_image_pairs()
+            pairs = sum(g.config not in bad for g in db.read_two_view_geometries()[1])
         return (f"COLMAP reconstructed no model from {n} frames: median {int(np.median(keypoints or [0]))} "
                 f"SIFT keypoints per frame, {pairs} geometrically verified frame pairs")
