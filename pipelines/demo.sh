@@ -14,7 +14,7 @@
 #   DEMO_WORKERS    Ray CPUs for curation/evaluation    (default 2)
 #   DEMO_ESTIMATOR  camera-pose backend of evaluate     (default builtin: the labelled fast option, so the
 #                   demo stays within ~7 min on 2 cores; `auto`/`colmap` is the benchmark's default and
-#                   costs ~10 CPU-s per distinct video; leaderboard.md says which one ran)
+#                   costs ~30 CPU-s per distinct video; leaderboard.md says which one ran)
 #   GLOVE           glove.6B.300d.txt for the text/motion evaluators (default: random word vectors,
 #                   enough for the synthetic narrations' closed vocabulary; recorded in evaluators.json)
 #   INCEPTION_WEIGHTS, I3D_WEIGHTS, CLIP_WEIGHTS: local weight files/folders; when set, I-FID,

@@ -16,7 +16,7 @@ ESTIMATORS: tuple[str, ...] = ("colmap", "droid", "builtin")
 ESTIMATOR_CHOICES: tuple[str, ...] = ("auto", *ESTIMATORS)
 ESTIMATOR_HELP: str = (
     "Camera-pose backend: auto (droid when DROID-SLAM, a GPU and --droid-weights are all there, else colmap), "
-    "colmap (COLMAP global SfM through pycolmap, CPU, ~10 s per clip on 2 threads), "
+    "colmap (COLMAP global SfM through pycolmap, CPU, ~30 CPU-s per clip, clips in parallel over --workers), "
     "droid (DROID-SLAM, the paper's; CUDA), or builtin (fast OpenCV visual odometry, ~0.5 s per clip, "
     "less accurate: a quick look, not a reported number)."
 )
