@@ -193,7 +193,7 @@ class ColmapEstimator:
         frames, K = check_frames(frames, intrinsics)
         pycolmap = pycolmap_module()
         opts = self.options()
-        n, h, w = frames.shape[:3]
+        n = len(frames)
         names = [f"{i:06d}.png" for i in range(n)]
         quiet = pycolmap.logging.minloglevel
         pycolmap.logging.minloglevel = 2  # glog ERROR: no per-stage INFO lines under the progress bar
