@@ -117,6 +117,7 @@ def score(name: str, estimator, clips: list, settings: dict) -> dict:
         "zero_translation_fraction": zero / n, "pose_failures": len(failures), "failures": failures,
         "partly_registered_clips": sum(not e.registered.all() for e in estimates.values()),
         "incremental_fallbacks": fallbacks,
+        "trans_err_per_clip_m": {c: view_errors(e.poses, truth[c]).trans_err for c, e in estimates.items()},
         "auc_trans_err": auc(matched["trans"], mismatched["trans"]),
         "auc_rot_err": auc(matched["rot"], mismatched["rot"]),
         "vs_goal": {"s_per_clip_2_threads_over_goal": cpu_per_clip / 2 / GOAL_SECONDS_PER_CLIP_2_THREADS,
