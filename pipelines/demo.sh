@@ -12,6 +12,9 @@
 #   DEMO_RESOLUTION synthetic Aria RGB size, pixels     (default 352; Nymeria's is 1408)
 #   DEMO_STEPS      optimiser steps per training stage  (default 100)
 #   DEMO_WORKERS    Ray CPUs for curation/evaluation    (default 2)
+#   DEMO_ESTIMATOR  camera-pose backend of evaluate     (default builtin: the labelled fast option, so the
+#                   demo stays within ~7 min on 2 cores; `auto`/`colmap` is the benchmark's default and
+#                   costs ~30 CPU-s per distinct video; leaderboard.md says which one ran)
 #   GLOVE           glove.6B.300d.txt for the text/motion evaluators (default: random word vectors,
 #                   enough for the synthetic narrations' closed vocabulary; recorded in evaluators.json)
 #   INCEPTION_WEIGHTS, I3D_WEIGHTS, CLIP_WEIGHTS: local weight files/folders; when set, I-FID,
@@ -25,6 +28,7 @@ SECONDS_PER_SEQUENCE=${DEMO_SECONDS:-40}
 RESOLUTION=${DEMO_RESOLUTION:-352}
 STEPS=${DEMO_STEPS:-100}
 WORKERS=${DEMO_WORKERS:-2}
+ESTIMATOR=${DEMO_ESTIMATOR:-builtin}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -73,7 +77,7 @@ weights=()
 [ -n "${I3D_WEIGHTS:-}" ] && weights+=(--i3d-weights "$I3D_WEIGHTS")
 [ -n "${CLIP_WEIGHTS:-}" ] && weights+=(--clip-weights "$CLIP_WEIGHTS")
 "$BIN/egotwin-bench" evaluate "$DEMO/submissions" --reference "$DEMO/dataset" --out "$DEMO/results" \
-  --estimator builtin --hand-classifier "$DEMO/hand_classifier" --evaluator-dir "$DEMO/evaluators" \
+  --estimator "$ESTIMATOR" --hand-classifier "$DEMO/hand_classifier" --evaluator-dir "$DEMO/evaluators" \
   --workers "$WORKERS" "${weights[@]}"
 
 "$BIN/python" pipelines/demo_figure.py --dataset "$DEMO/dataset" --submissions "$DEMO/submissions" \

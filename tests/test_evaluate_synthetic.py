@@ -1,5 +1,6 @@
 """The benchmark on curated synthetic data (make-synthetic -> build-dataset): the ground-truth
-submission beats the motion-shuffled one on TransErr and RotErr (default, on `built_dataset`), and
+submission beats the motion-shuffled one on TransErr and RotErr (default, on `built_dataset`, COLMAP
+poses: about 1.5 min on 2 cores), and
 on HandScore too with a hand classifier trained on a larger synthetic set, which must reach
 F1 >= 0.9 on held-out clips (slow)."""
 
@@ -26,7 +27,8 @@ def score(dataset: Path, root: Path, hand_classifier: Path | None = None) -> dic
     subs = root / "submissions"
     make_reference_submission(dataset, subs / "ground_truth")
     make_reference_submission(dataset, subs / "shuffled", shuffle_motion=True)
-    options = EvaluateOptions(reference=dataset, out=root / "results", estimator="builtin", n_bootstrap=200,
+    # COLMAP: on these clips the builtin VO returns no translation (a pose failure, not a score)
+    options = EvaluateOptions(reference=dataset, out=root / "results", estimator="colmap", n_bootstrap=200,
                               hand_classifier=hand_classifier, plots=False)
     result = evaluate_submissions(find_submissions(subs), options)
     assert not result.rejected, [r.summary() for r in result.rejected]
@@ -38,9 +40,10 @@ def score(dataset: Path, root: Path, hand_classifier: Path | None = None) -> dic
 def test_ground_truth_beats_shuffled_on_view_consistency(request, tmp_path):
     rows = score(curated(request), tmp_path)
     gt, sh = rows["ground_truth"], rows["shuffled_motion"]
+    assert gt["pose_failures"] == 0 and sh["pose_failures"] == 0, (gt, sh)
     assert gt["TransErr"] < 0.5 * sh["TransErr"], (gt, sh)
     assert gt["RotErr"] < 0.5 * sh["RotErr"], (gt, sh)
-    assert gt["RotErr"] < 0.15, gt  # radians: the builtin VO follows the synthetic head camera
+    assert gt["RotErr"] < 0.05, gt  # radians: COLMAP follows the synthetic head camera
 
 
 @pytest.mark.slow

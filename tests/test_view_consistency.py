@@ -16,6 +16,7 @@ from egotwin_bench.estimators.known_scenes import Room, camera_path, render_room
 from egotwin_bench.metrics.view_consistency import (
     head_camera_trajectory,
     least_squares_scale,
+    pose_failure,
     relative_to_first,
     view_errors,
 )
@@ -122,7 +123,7 @@ def intrinsics() -> np.ndarray:
 def test_builtin_walk_small_error(intrinsics):
     truth = camera_path("walk")
     frames = render_room(truth, intrinsics, render_scale=0.5)
-    err = view_errors(BuiltinEstimator().estimate(frames, intrinsics), truth)
+    err = view_errors(BuiltinEstimator().estimate(frames, intrinsics).poses, truth)
     travelled = np.linalg.norm(relative_to_first(truth)[1:, :3, 3], axis=1).mean()
     assert err.trans_err < 0.1 * travelled, (err, travelled)
     assert err.rot_err < np.deg2rad(2.0), err
@@ -131,7 +132,7 @@ def test_builtin_walk_small_error(intrinsics):
 def test_builtin_pure_rotation(intrinsics):
     truth = camera_path("rotate")
     frames = render_room(truth, intrinsics, render_scale=0.5)
-    poses = BuiltinEstimator().estimate(frames, intrinsics)
+    poses = BuiltinEstimator().estimate(frames, intrinsics).poses
     err = view_errors(poses, truth)
     assert err.rot_err < np.deg2rad(0.5), err
     # 60 degrees of turning must come out as rotation, not as translation.
@@ -142,9 +143,11 @@ def test_builtin_low_texture_does_not_fail(intrinsics):
     truth = camera_path("walk", n_frames=6)
     frames = render_room(truth, intrinsics, room=Room(blank=True), render_scale=0.25)
     est = BuiltinEstimator()
-    poses = est.estimate(frames, intrinsics)
-    assert poses.shape == (6, 4, 4) and np.all(np.isfinite(poses))
-    assert est.fallback_frames == 5
+    estimate = est.estimate(frames, intrinsics)
+    assert estimate.poses.shape == (6, 4, 4) and np.all(np.isfinite(estimate.poses))
+    assert est.fallback_frames == 5 and estimate.registered.tolist() == [True] + [False] * 5
+    # Nothing registered, no translation: a pose failure with its reason, never a TransErr.
+    assert "1/6 frames registered" in pose_failure(estimate)
 
 
 def test_builtin_rejects_bad_input(intrinsics):
@@ -336,3 +339,59 @@ def test_droid_estimate_with_fake_checkout(fake_droid_repo, monkeypatch, tmp_pat
     assert calls["track"][0][1] == (1, 3, 440, 440)
     np.testing.assert_allclose(calls["track"][0][2].numpy(), intrinsics[[0, 1, 0, 1], [0, 1, 2, 2]] * 443 / 480,
                                rtol=1e-6)
+
+
+# -- what the metric rewards: a motionless head -----------------------------------------------
+
+def test_motionless_head_scores_zero_trans_err_and_is_shown(room_dataset, tmp_path):
+    """The paper's scale-fitted TransErr gives a motionless head 0 (s = 0) whatever the video.
+    Scored next to the ground truth: `gt_video_static_motion` (the true videos, every motion
+    frozen at its first frame) gets TransErr exactly 0 on every clip, beating the ground truth;
+    the `head_path_m` column (0 m vs the ground truth's walks) is what exposes it. A fully static
+    submission (first frame repeated + frozen motion) has no camera motion to estimate: every clip
+    is a pose failure with its reason, never a TransErr of 0."""
+    from dataclasses import replace
+
+    from egotwin_bench.curation.video import decode_mp4, encode_mp4
+    from egotwin_bench.estimators.builtin import BuiltinEstimator
+    from egotwin_bench.evaluate.baselines import make_reference_submission
+    from egotwin_bench.evaluate.clip_cache import ClipCache
+    from egotwin_bench.evaluate.reference import load_clips, reference_name
+    from egotwin_bench.evaluate.runner import EvaluateOptions, evaluate_submissions, find_submissions
+    from egotwin_bench.evaluate.submission import SubmissionMeta, write_clip, write_meta
+    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+
+    subs = tmp_path / "submissions"
+    make_reference_submission(room_dataset, subs / "ground_truth")
+    meta = SubmissionMeta(method="", task="t2vm", motion_format="world_joints",
+                          reference=reference_name(room_dataset, "test"), model={})
+    for method, static_video in (("gt_video_static_motion", False), ("static", True)):
+        folder = subs / method
+        folder.mkdir(parents=True)
+        for clip in load_clips(room_dataset, "test"):
+            video = clip.video_mp4
+            if static_video:
+                video = encode_mp4(np.repeat(decode_mp4(video)[:1], 41, axis=0))
+            frozen = (np.repeat(clip.positions[:1], 81, axis=0), np.repeat(clip.rotations[:1], 81, axis=0))
+            write_clip(folder, clip.clip_id, video, *frozen)
+        write_meta(folder, replace(meta, method=method))
+    options = EvaluateOptions(reference=room_dataset, out=tmp_path / "out", n_bootstrap=20, plots=False)
+    cache = ClipCache(tmp_path / "cache")  # the frozen-motion submission reuses the true videos' poses
+    result = evaluate_submissions(find_submissions(subs), options,
+                                  [ViewConsistencyProvider(BuiltinEstimator(), cache, 20)])
+    rows = {r["method"]: r for r in result.rows}
+    per_clip = {m: [r for r in result.per_clip if r["method"] == m] for m in rows}
+    gt, frozen, static = rows["ground_truth"], rows["gt_video_static_motion"], rows["static"]
+    print({m: (r["TransErr"], r["RotErr"], r["head_path_m"], r["pose_failures"]) for m, r in rows.items()})
+    assert gt["pose_failures"] == 0 and gt["head_path_m"] > 1.0 and gt["TransErr"] > 0.0
+    assert frozen["pose_failures"] == 0 and frozen["head_path_m"] == 0.0
+    print([(r["TransErr"], r["pose_scale"]) for r in per_clip["gt_video_static_motion"]])
+    # T_0^-1 T_0 leaves ~1e-16 m of round-off in the frozen head's relative positions
+    assert all(r["TransErr"] < 1e-12 and r["pose_scale"] < 1e-9 for r in per_clip["gt_video_static_motion"])
+    assert frozen["TransErr"] < 1e-12 < gt["TransErr"]  # the formula rewards the motionless head ...
+    assert frozen["RotErr"] > 5 * gt["RotErr"]  # ... RotErr does not: the video turns, the head does not
+    assert static["pose_failures"] == 4 and np.isnan(static["TransErr"]) and static["head_path_m"] == 0.0
+    assert all(np.isnan(r["TransErr"]) for r in per_clip["static"])
+    assert len(result.failures["static/t2vm"]) == 4
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "head path (m)" in md and "pose failures" in md and "`static/t2vm`" in md

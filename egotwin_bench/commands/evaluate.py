@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from egotwin_bench.estimators import ESTIMATOR_CHOICES, ESTIMATOR_HELP
+
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
@@ -15,7 +17,7 @@ def register(app: typer.Typer) -> None:
         reference: Path = typer.Option(..., "--reference", help="Curated dataset (build-dataset output) whose split is the reference."),
         out: Path = typer.Option(Path("results"), "--out", help="Where leaderboard.csv/.md, per_clip.parquet, plots/ and cache/ go."),
         split: str = typer.Option("test", "--split", help="Reference split."),
-        estimator: str = typer.Option("auto", "--estimator", help="Camera-pose backend: builtin, droid, or auto (droid when it can run)."),
+        estimator: str = typer.Option("auto", "--estimator", help=ESTIMATOR_HELP),
         droid_weights: Optional[Path] = typer.Option(None, "--droid-weights", help="DROID-SLAM droid.pth (local file)."),
         droid_repo: Optional[Path] = typer.Option(None, "--droid-repo", envvar="DROID_SLAM_DIR", help="DROID-SLAM checkout with its extensions built (docs/benchmark.md); default $DROID_SLAM_DIR."),
         hand_classifier: Optional[Path] = typer.Option(None, "--hand-classifier", help="Folder written by train-hand-classifier (HandScore)."),
@@ -41,8 +43,8 @@ def register(app: typer.Typer) -> None:
         """
         from egotwin_bench.evaluate.runner import EvaluateOptions, evaluate_submissions, find_submissions
 
-        if estimator not in ("auto", "builtin", "droid"):
-            raise typer.BadParameter("--estimator must be auto, builtin or droid")
+        if estimator not in ESTIMATOR_CHOICES:
+            raise typer.BadParameter(f"--estimator must be one of {', '.join(ESTIMATOR_CHOICES)}")
         options = EvaluateOptions(
             reference=reference, out=out, split=split, estimator=estimator, droid_weights=droid_weights, droid_repo=droid_repo,
             hand_classifier=hand_classifier, inception_weights=inception_weights, i3d_weights=i3d_weights, fvd_network=fvd_network,

@@ -17,7 +17,12 @@ Pipeline per clip (frames in order):
 4. *Fallback* (too few map points, e.g. a blank wall): rotation-only update from the frame-to-frame
    bearing vectors, or the previous pose if nothing can be tracked.
 
-The scale is the one of the initial baseline (arbitrary); the view metrics align it.
+The scale is the one of the initial baseline (arbitrary); the view metrics align it. Frames
+posed by the fallback are reported as not registered (`PoseEstimate.registered`); a clip that
+never leaves the pure-rotation branch has no translation at all, which the view metric counts
+as a pose failure, not as a score.
+
+A fast, labelled option (`--estimator builtin`), less accurate than `colmap` (docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import cv2
 import numpy as np
 
 from egotwin_bench import geometry
-from egotwin_bench.estimators.base import check_frames
+from egotwin_bench.estimators.base import PoseEstimate, check_frames
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def _world_to_camera(T_world_camera: np.ndarray) -> np.ndarray:
 
 
 class BuiltinEstimator:
-    """CPU visual odometry (OpenCV): the default pose backend, no weights needed."""
+    """CPU visual odometry (OpenCV), no weights: the fast option, never chosen by `auto`."""
 
     name = "builtin"
 
@@ -205,8 +210,9 @@ class BuiltinEstimator:
         return geometry.invert_transform(geometry.make_transform(R, tvec.ravel()))
 
     # -- main loop --------------------------------------------------------------------------
-    def estimate(self, frames: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB + (3, 3) K -> (N, 4, 4) camera-to-world poses (frame 0 = I)."""
+    def estimate(self, frames: np.ndarray, intrinsics: np.ndarray) -> PoseEstimate:
+        """(N, H, W, 3) uint8 RGB + (3, 3) K -> camera-to-world poses (frame 0 = I); frames
+        posed by the fallback are not `registered`."""
         frames, K = check_frames(frames, intrinsics)
         grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
         n = len(grays)
@@ -215,8 +221,10 @@ class BuiltinEstimator:
         points: dict[int, np.ndarray] = {}
         ref = 0
         self.fallback_frames = 0
+        registered = np.ones(n, dtype=bool)
         self._detect(grays[0], tracks, 0)
         for k in range(1, n):
+            before = self.fallback_frames
             prev_ids = tracks.ids.copy()
             self._track(grays[k - 1], grays[k], tracks, k)
             if points:
@@ -229,7 +237,8 @@ class BuiltinEstimator:
             if points:
                 self._extend_map(K, tracks, points, poses, k)
             self._detect(grays[k], tracks, k)
-        return poses
+            registered[k] = self.fallback_frames == before
+        return PoseEstimate(poses, registered)
 
     def _shared(self, tracks: _Tracks, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ids = [int(i) for i in tracks.ids if a in tracks.history[int(i)]]

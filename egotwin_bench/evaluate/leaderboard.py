@@ -1,9 +1,10 @@
 """Writing evaluation results: leaderboard.csv / .md, per_clip.parquet and PNG plots.
 
 ``leaderboard.csv`` has one row per method x task with ``method, task, n_clips, estimator,
-toolkit_version`` and, for every metric that ran, ``<metric>, <metric>_low, <metric>_high`` (the
-95% interval; docs/metrics.md says which method per metric). Metrics that did not run have no
-column; ``leaderboard.md`` says why.
+toolkit_version``, the view-consistency facts ``pose_failures, head_path_m`` (`INFO_COLUMNS`)
+and, for every metric that ran, ``<metric>, <metric>_low, <metric>_high`` (the 95% interval;
+docs/metrics.md says which method per metric). Metrics that did not run have no column;
+``leaderboard.md`` says why.
 All files are written atomically (temp file + rename).
 """
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from egotwin_bench.evaluate.runner import EvaluateOptions, EvaluationResult
 
 ID_COLUMNS: tuple[str, ...] = ("method", "task", "n_clips", "estimator", "toolkit_version")
+INFO_COLUMNS: dict[str, str] = {"pose_failures": "pose failures", "head_path_m": "head path (m)"}
+"""Per-row facts without an interval (view consistency): clips the pose estimator failed on, and the
+motions' mean head path length (a motionless head scores TransErr 0); column -> Markdown header."""
 
 
 def metric_names(rows: list[dict]) -> list[str]:
@@ -29,7 +33,7 @@ def metric_names(rows: list[dict]) -> list[str]:
     names: list[str] = []
     for row in rows:
         for k in row:
-            if k not in ID_COLUMNS and not k.endswith(("_low", "_high")) and k not in names:
+            if k not in ID_COLUMNS and k not in INFO_COLUMNS and not k.endswith(("_low", "_high")) and k not in names:
                 names.append(k)
     return names
 
@@ -38,9 +42,10 @@ def leaderboard_frame(rows: list[dict]):
     """The leaderboard as a polars DataFrame (id columns, then each metric with its interval)."""
     import polars as pl
 
-    columns = list(ID_COLUMNS) + [c for m in metric_names(rows) for c in (m, f"{m}_low", f"{m}_high")]
+    info = [c for c in INFO_COLUMNS if any(c in row for row in rows)]
+    columns = list(ID_COLUMNS) + info + [c for m in metric_names(rows) for c in (m, f"{m}_low", f"{m}_high")]
     return pl.DataFrame([{c: row.get(c) for c in columns} for row in rows], schema_overrides={
-        c: pl.Float64 for c in columns if c not in ID_COLUMNS
+        c: pl.Int64 if c == "pose_failures" else pl.Float64 for c in columns if c not in ID_COLUMNS
     }, orient="row") if rows else pl.DataFrame({c: [] for c in columns})
 
 
@@ -57,11 +62,13 @@ def leaderboard_markdown(result: "EvaluationResult", reference: str) -> str:
     lines = [f"# Leaderboard\n\nReference: `{reference}`. Values with 95% intervals: bootstrap over clips for means "
              "(CLIP-SIM, TransErr, RotErr, HandScore), grouped jackknife for I-FID / FVD / M-FID, 20 "
              "replications of the text-to-motion protocol for R-Prec / MM-Dist / Diversity (docs/metrics.md).\n"]
-    header = ["method", "task", "n clips", "estimator"] + [m + arrows[m] for m in metrics]
+    info = [c for c in INFO_COLUMNS if any(c in row for row in result.rows)]
+    header = ["method", "task", "n clips", "estimator"] + [INFO_COLUMNS[c] for c in info] + [m + arrows[m] for m in metrics]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in result.rows:
         cells = [row["method"], row["task"], str(row["n_clips"]), row["estimator"] or "n/a"]
+        cells += [_fmt(row.get(c)) if c != "pose_failures" else str(row.get(c, "n/a")) for c in info]
         cells += [f"{_fmt(row.get(m))} [{_fmt(row.get(m + '_low'))}, {_fmt(row.get(m + '_high'))}]" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     if result.rows:
@@ -87,7 +94,7 @@ def leaderboard_markdown(result: "EvaluationResult", reference: str) -> str:
         for key, fails in result.provider_failures.items():
             lines += [f"- `{key}` **{name}**: {reason}" for name, reason in fails.items()]
     if result.failures:
-        lines.append("\n## Clips the pose estimator could not process (NaN, left out of the means)\n")
+        lines.append("\n## Pose failures: clips the pose estimator could not process (NaN, left out of TransErr/RotErr)\n")
         for key, fails in result.failures.items():
             lines += [f"- `{key}` {clip}: {reason}" for clip, reason in fails.items()]
     return "\n".join(lines) + "\n"

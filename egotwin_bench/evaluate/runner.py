@@ -42,7 +42,7 @@ class EvaluateOptions:
     out: Path
     split: str = "test"
     estimator: str = "auto"
-    """`builtin`, `droid`, or `auto` (DROID-SLAM when it can run, else builtin)."""
+    """`colmap`, `droid`, `builtin`, or `auto` (DROID-SLAM when it can run, else colmap)."""
     droid_weights: Path | None = None
     droid_repo: Path | None = None
     """DROID-SLAM checkout (None: ``$DROID_SLAM_DIR``)."""
@@ -87,13 +87,11 @@ class UnavailableProvider:
 
 
 def resolve_estimator(options: EvaluateOptions):
-    """The pose estimator named by `options.estimator` (`auto`: droid if it can run, else builtin)."""
-    from egotwin_bench.estimators import make_estimator
+    """The pose estimator of `options.estimator` and the leaderboard note on `auto`'s choice
+    (`egotwin_bench.estimators.select_estimator`: auto = DROID-SLAM if it can run, else colmap)."""
+    from egotwin_bench.estimators import select_estimator
 
-    if options.estimator == "auto":
-        droid = make_estimator("droid", options.droid_weights, options.droid_repo)
-        return droid if droid.unavailable_reason() is None else make_estimator("builtin")
-    return make_estimator(options.estimator, options.droid_weights, options.droid_repo)
+    return select_estimator(options.estimator, options.droid_weights, options.droid_repo)
 
 
 def _cache_root(options: EvaluateOptions) -> Path:
@@ -162,7 +160,7 @@ def build_providers(options: EvaluateOptions) -> list[MetricProvider]:
     cache = ClipCache(_cache_root(options))
     return [
         *_quality_providers(options),
-        ViewConsistencyProvider(resolve_estimator(options), cache, options.n_bootstrap,
+        ViewConsistencyProvider(resolve_estimator(options)[0], cache, options.n_bootstrap,
                                 parallel=options.workers > 0 or bool(os.environ.get("RAY_ADDRESS"))),
         HandConsistencyProvider(options.hand_classifier, cache, options.n_bootstrap),
     ]
@@ -283,11 +281,12 @@ def evaluate_submissions(
     result = EvaluationResult([], [], skipped, [], [], higher_is_better={
         m: hb for p in available for m, hb in p.higher_is_better.items()
     })
-    if options.estimator == "auto" and estimator == "builtin":
-        from egotwin_bench.estimators import make_estimator
-
-        why = make_estimator("droid", options.droid_weights, options.droid_repo).unavailable_reason()
-        result.notes.append(f"Camera poses from the builtin estimator (--estimator auto; DROID-SLAM not used: {why}).")
+    if options.estimator == "auto" and estimator == "colmap":
+        note = resolve_estimator(options)[1]  # why DROID-SLAM was not used
+        result.notes += [note] if note else []
+    if estimator == "builtin":
+        result.notes.append("Camera poses from the builtin OpenCV visual odometry (--estimator builtin): a fast "
+                            "option, less accurate than colmap/droid (docs/benchmark.md); not for reported numbers.")
     result.notes += [d for p in available if (d := getattr(p, "describe", lambda: "")())]
     started_ray = _init_ray(options.workers)
     claimed: dict[tuple[str, str], Path] = {}
@@ -319,6 +318,7 @@ def evaluate_submissions(
                     continue
                 for name, value in res.metrics.items():
                     row[name], row[f"{name}_low"], row[f"{name}_high"] = value.value, value.low, value.high
+                row.update(getattr(provider, "row_columns", {}))  # pose_failures, head_path_m
                 per_clip.update({k: np.asarray(v) for k, v in res.per_clip.items()})
                 result.notes += [f"`{key}` {note}" for note in res.notes]
                 if hasattr(provider, "trajectories"):
