@@ -35,10 +35,12 @@ ROWS: tuple[tuple[str, str], ...] = (
 )
 """(run name, paper row) in the order of the paper's tables."""
 METRICS: tuple[tuple[str, str, str], ...] = (
-    ("i_fid", "I-FID", "down"), ("fvd", "FVD", "down"), ("clip_sim", "CLIP-SIM", "up"),
-    ("m_fid", "M-FID", "down"), ("r_precision_top3", "R-Prec", "up"), ("mm_dist", "MM-Dist", "down"),
-    ("trans_err", "TransErr", "down"), ("rot_err", "RotErr", "down"), ("hand_score", "HandScore", "up"),
+    ("I-FID", "I-FID", "down"), ("FVD", "FVD", "down"), ("CLIP-SIM", "CLIP-SIM", "up"),
+    ("M-FID", "M-FID", "down"), ("R-Prec", "R-Prec", "up"), ("MM-Dist", "MM-Dist", "down"),
+    ("pose_failures", "pose failures", "down"), ("TransErr", "TransErr", "down"), ("RotErr", "RotErr", "down"),
+    ("HandScore", "HandScore", "up"),
 )
+"""(leaderboard.csv column, label, better direction) in the order of the paper's tables."""
 PROBES: tuple[str, ...] = ("motion|video_clean", "motion|video_noised", "video|motion_clean", "video|motion_noised",
                            "motion|text", "motion|null_text", "video|text", "video|null_text",
                            "gaussian_motion", "gaussian_video")
@@ -54,7 +56,8 @@ def leaderboard_tables(results: Path) -> tuple[str, dict]:
     present = [m for m in METRICS if m[0] in table.columns]
     rows = {f"{r['method']}": r for r in table.iter_rows(named=True)}
     order = [(f"{run}-t2vm", name) for run, name in ROWS] + [
-        ("egotwin-tm2v", "EgoTwin TM2V"), ("egotwin-tv2m", "EgoTwin TV2M"), ("vidmld-tv2m", "VidMLD TV2M"),
+        ("egotwin-tm2v", "EgoTwin TM2V"), ("egotwin-tv2m", "EgoTwin TV2M (video = reference)"),
+        ("vidmld-tv2m", "VidMLD TV2M"),
         ("ground_truth", "reference (ground truth)"), ("shuffled_motion", "reference, motion shuffled")]
     head = "| row | n | " + " | ".join(f"{label} {'↓' if d == 'down' else '↑'}" for _, label, d in present) + " |"
     lines = [head, "|" + "---|" * (len(present) + 2)]
@@ -65,6 +68,9 @@ def leaderboard_tables(results: Path) -> tuple[str, dict]:
         cells = []
         for key, _, _ in present:
             v, lo, hi = r.get(key), r.get(f"{key}_low"), r.get(f"{key}_high")
+            if key == "pose_failures":
+                cells.append(str(v))
+                continue
             cells.append(_fmt(v) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else ""))
         lines.append(f"| {name} | {r.get('n_clips')} | " + " | ".join(cells) + " |")
     missing = [label for key, label, _ in METRICS if key not in table.columns]
@@ -129,41 +135,40 @@ def training_curves(meta: Path, out: Path) -> None:
 
 
 def clip_figure(repro: Path, out: Path, n_clips: int = 3) -> None:
-    refs = load_clips(repro / "dataset", "test", with_video=True, limit=n_clips)
-    subs = [("reference", None), ("EgoTwin", repro / "submissions" / "egotwin-t2vm"),
-            ("VidMLD", repro / "submissions" / "vidmld-t2vm")]
+    """Frames and top-view head paths of `n_clips` test clips that every shown submission has."""
+    subs = [("EgoTwin", repro / "submissions" / "egotwin-t2vm"), ("VidMLD", repro / "submissions" / "vidmld-t2vm")]
+    subs = [(label, f) for label, f in subs if f.is_dir()]
+    refs = [c for c in load_clips(repro / "dataset", "test", with_video=True)
+            if all((f / f"{c.clip_id}.npz").is_file() for _, f in subs)][:n_clips]
+    rows = [(ref, label, folder) for ref in refs for label, folder in [("reference", None)] + subs]
     frames_shown = (0, 10, 20, 30, 40)
-    fig, axes = plt.subplots(n_clips * len(subs), len(frames_shown) + 1, figsize=(2.2 * (len(frames_shown) + 1),
-                                                                               2.2 * n_clips * len(subs)))
-    for i, ref in enumerate(refs):
-        for j, (label, folder) in enumerate(subs):
-            row = i * len(subs) + j
-            if folder is None:
-                video, pos = decode_mp4(ref.video_mp4), ref.positions
-            else:
-                if not (folder / f"{ref.clip_id}.mp4").is_file():
-                    continue
-                video = decode_mp4((folder / f"{ref.clip_id}.mp4").read_bytes())
-                pos, _ = read_motion(folder / f"{ref.clip_id}.npz", read_meta(folder).motion_format)
-            for k, f in enumerate(frames_shown):
-                ax = axes[row, k]
-                ax.imshow(video[f])
-                ax.set_xticks([]), ax.set_yticks([])
-                if k == 0:
-                    ax.set_ylabel(f"{label}\n{ref.clip_id[-14:]}", fontsize=7)
-                if row == 0:
-                    ax.set_title(f"frame {f}", fontsize=8)
-            ax = axes[row, -1]
-            head = pos[:, HEAD, :2] - pos[0, HEAD, :2]
-            ref_head = ref.positions[:, HEAD, :2] - ref.positions[0, HEAD, :2]
-            ax.plot(ref_head[:, 0], ref_head[:, 1], "k--", lw=1)
-            ax.plot(head[:, 0], head[:, 1], lw=1.5)
-            ax.set_aspect("equal", "datalim")
-            ax.set_title("head path (m), top view" if row == 0 else "", fontsize=7)
-            ax.tick_params(labelsize=6)
-    fig.suptitle(f"T2VM on test clips: text -> video + motion ({refs[0].text[:60]}...)" if refs else "", fontsize=9)
+    fig, axes = plt.subplots(len(rows), len(frames_shown) + 1, figsize=(2.2 * (len(frames_shown) + 1), 2.2 * len(rows)),
+                             squeeze=False)
+    for row, (ref, label, folder) in enumerate(rows):
+        if folder is None:
+            video, pos = decode_mp4(ref.video_mp4), ref.positions
+        else:
+            video = decode_mp4((folder / f"{ref.clip_id}.mp4").read_bytes())
+            pos, _ = read_motion(folder / f"{ref.clip_id}.npz", read_meta(folder).motion_format)
+        for k, f in enumerate(frames_shown):
+            ax = axes[row, k]
+            ax.imshow(video[f])
+            ax.set_xticks([]), ax.set_yticks([])
+            if k == 0:
+                ax.set_ylabel(f"{label}\n{ref.clip_id[-14:]}", fontsize=7)
+            if row == 0:
+                ax.set_title(f"frame {f}", fontsize=8)
+        ax = axes[row, -1]
+        head = pos[:, HEAD, :2] - pos[0, HEAD, :2]
+        ref_head = ref.positions[:, HEAD, :2] - ref.positions[0, HEAD, :2]
+        ax.plot(ref_head[:, 0], ref_head[:, 1], "k--", lw=1)
+        ax.plot(head[:, 0], head[:, 1], lw=1.5)
+        ax.set_aspect("equal", "datalim")
+        ax.set_title("head path (m), top view; dashed: reference" if row == 0 else "", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle("T2VM on test clips (text + first frame + first pose -> video + motion)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "clips.png", dpi=80)
+    fig.savefig(out / "clips.png", dpi=70)
     plt.close(fig)
 
 
