@@ -105,3 +105,12 @@ def test_provider_ranks_ground_truth_above_shuffled_and_noisy(trained_evaluator,
             assert v.low <= v.value <= v.high, (name, v)
     assert res["gt"].metrics["R-Prec"].high > res["gt"].metrics["R-Prec"].low  # shuffles vary the batches
     assert res["gt"].per_clip["MM-Dist"].shape == (len(texts),)
+
+
+def test_identical_motion_embeddings_win_no_r_precision(rng):
+    # A constant submission (or a collapsed evaluator) gives every clip the same motion
+    # embedding: all distances of a text tie. Ties count against the pair, so no hit at any k.
+    text = rng.normal(size=(32, 8))
+    motion = np.repeat(rng.normal(size=(1, 8)), 32, axis=0)
+    hits, _ = r_precision_hits(text, motion, top_k=3)
+    assert not hits.any()

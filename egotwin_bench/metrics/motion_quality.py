@@ -49,8 +49,10 @@ def r_precision_hits(text_emb: np.ndarray, motion_emb: np.ndarray, top_k: int = 
     text_emb[i] and motion_emb[i] are a matched pair; distances are Euclidean.
     """
     d = np.linalg.norm(text_emb[:, None, :] - motion_emb[None, :, :], axis=-1)
-    # rank of the true motion: how many motions are strictly closer than it
-    rank = (d < np.diagonal(d)[:, None]).sum(axis=1)
+    # rank of the true motion: how many *other* motions are at least as close. Ties count against
+    # the pair, so identical motion embeddings (a constant submission, a collapsed evaluator)
+    # score no hits instead of all of them (counting only strictly closer ones made them 1.0).
+    rank = (d <= np.diagonal(d)[:, None]).sum(axis=1) - 1
     hits = rank[:, None] < np.arange(1, top_k + 1)[None, :]
     return hits, np.diagonal(d).copy()
 
