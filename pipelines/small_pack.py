@@ -58,13 +58,14 @@ MOTION_COLUMNS: tuple[str, ...] = ("motion_positions", "motion_rotations")
 PACK_VERSION: int = 1
 
 
-def resize_video(mp4: bytes, size: int, crf: int = 28) -> bytes:
-    """Re-encode a clip's MP4 at `size` x `size` (antialiased bilinear downscale), x264 `crf`.
+def resize_video(mp4: bytes, size: int, crf: int = 28) -> tuple[bytes, int]:
+    """Re-encode a clip's MP4 at `size` x `size` (antialiased bilinear downscale), x264 `crf`;
+    returns the new MP4 and the source's side in pixels.
 
     At 128 px CRF 28 costs ~20 KB a clip and a mean 3.5 grey levels (CRF 20: 52 KB, 2.5)."""
     frames = torch.as_tensor(decode_mp4(mp4)).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
     small = resize_frames(frames, size).clamp(0, 255).round().to(torch.uint8)
-    return encode_mp4(small.permute(0, 2, 3, 1).numpy(), fps=VIDEO_FPS, crf=crf)
+    return encode_mp4(small.permute(0, 2, 3, 1).numpy(), fps=VIDEO_FPS, crf=crf), int(frames.shape[-1])
 
 
 def scale_intrinsics(K: np.ndarray, scale: float) -> np.ndarray:
@@ -116,10 +117,9 @@ def pack(dataset: Path, out: Path, size: int, splits: tuple[str, ...] = ("train"
         positions.append(column_array(table, "motion_positions"))
         rotations.append(column_array(table, "motion_rotations"))
         table = table.select(light)
-        videos = [resize_video(v, size, crf) for v in table.column("video_mp4").to_pylist()]
-        scale = size / decode_mp4(table.column("video_mp4")[0].as_py()).shape[1] if len(table) else 1.0
+        videos, sides = zip(*(resize_video(v, size, crf) for v in table.column("video_mp4").to_pylist()))
         K = column_array(table, "intrinsics")
-        K = np.stack([scale_intrinsics(k, scale) for k in K]).reshape(len(table), -1)
+        K = np.stack([scale_intrinsics(k, size / side) for k, side in zip(K, sides)]).reshape(len(table), -1)
         table = table.set_column(light.index("video_mp4"), "video_mp4", pa.array(videos, pa.binary()))
         table = table.set_column(light.index("intrinsics"), "intrinsics",
                                  pa.FixedSizeListArray.from_arrays(pa.array(K.reshape(-1)), 9))

@@ -6,15 +6,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from egotwin_bench.evaluate.reference import load_clips, split_ids
+from egotwin_bench.geometry import geodesic_distance
 from egotwin_bench.skeleton import HEAD
 from pipelines import small_pack
 from tests.random_bodies import random_motion
-
-
-def _angle(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
-    """Rotation angle between rotation matrices, radians (chordal form: well-conditioned near 0)."""
-    chord = np.linalg.norm(np.asarray(Ra, np.float64) - np.asarray(Rb, np.float64), axis=(-2, -1))
-    return 2 * np.arcsin(np.clip(chord / (2 * np.sqrt(2)), 0, 1))
 
 
 def test_motion_quantisation_error_is_within_the_stated_bounds() -> None:
@@ -25,7 +20,7 @@ def test_motion_quantisation_error_is_within_the_stated_bounds() -> None:
     positions = positions + rng.uniform(-3, 3, size=(3, 1, 1, 3))  # anywhere in a room
     back_pos, back_rot = small_pack.dequantise_motion(small_pack.quantise_motion(positions, rotations))
     assert np.abs(back_pos - positions).max() <= small_pack.POSITION_STEP_M / 2 + 1e-6
-    assert _angle(back_rot.astype(np.float64), rotations).max() < 1e-4
+    assert geodesic_distance(back_rot.astype(np.float64), rotations).max() < 1e-4
     np.testing.assert_allclose(back_pos[:, 0, HEAD], positions[:, 0, HEAD], atol=1e-6)
 
 
@@ -39,7 +34,7 @@ def test_a_full_turn_round_trips_through_the_quaternion_sign_change() -> None:
     q = packed["quaternions"][0, :, 0].astype(float)  # (81, 4) of one segment
     assert ((q[1:] * q[:-1]).sum(-1) > 0).all()
     _, back = small_pack.dequantise_motion(packed)
-    assert _angle(back[0].astype(np.float64), rot).max() < 1e-4
+    assert geodesic_distance(back[0].astype(np.float64), rot).max() < 1e-4
 
 
 def test_intrinsics_scale_with_pixel_centres_at_integers() -> None:
@@ -59,7 +54,7 @@ def test_pack_unpack_gives_a_readable_dataset_at_the_small_size(built_dataset, t
             ref = full[clip.clip_id]
             assert clip.text == ref.text
             assert np.abs(clip.positions - ref.positions).max() <= small_pack.POSITION_STEP_M / 2 + 1e-5
-            assert _angle(clip.rotations.astype(np.float64), ref.rotations.astype(np.float64)).max() < 1e-4
+            assert geodesic_distance(clip.rotations.astype(np.float64), ref.rotations.astype(np.float64)).max() < 1e-4
             np.testing.assert_array_equal(clip.hand_visible, ref.hand_visible)
             np.testing.assert_allclose(clip.camera_poses, ref.camera_poses)
             assert clip.intrinsics[0, 2] == (ref.intrinsics[0, 2] + 0.5) * 64 / 480 - 0.5
