@@ -65,7 +65,8 @@ from egotwin_bench.nymeria import layout as L
 from egotwin_bench.nymeria.clock import ClockError
 from egotwin_bench.nymeria.mps import Trajectory, TrajectoryError, load_closed_loop_trajectory
 from egotwin_bench.nymeria.narration import NarrationError, read_narration_csv, resolve_to_timecode
-from egotwin_bench.nymeria.rgb import RgbError, RgbStream, open_rgb_stream
+from egotwin_bench.nymeria.rgb import open_rgb_stream
+from egotwin_bench.nymeria.rgb_stream import RgbError, RgbStream
 from egotwin_bench.nymeria.xsens import XsensError, XsensMotion, load_xsens
 from egotwin_bench.skeleton import HANDS, HEAD
 

@@ -8,18 +8,12 @@ from fractions import Fraction
 
 import numpy as np
 
-from egotwin_bench.constants import VIDEO_FPS
+from egotwin_bench.constants import VIDEO_FPS, X264_OPTIONS
 
 CRF: int = 18
 """x264 constant rate factor of `encode_mp4`'s default (visually lossless; ~0.9 MB per clip)."""
 PRESET: str = "veryfast"
 """x264 preset of `encode_mp4`'s default. The curation passes its own `VideoConfig`."""
-X264_OPTIONS: dict[str, str] = {"threads": "1", "x264-params": "mbtree=0"}
-"""Deterministic encoding: identical frames give identical bytes in any process (resumed runs
-equal clean ones). Measured with the x264 of PyAV 18 wheels: its macroblock-tree rate control
-(mbtree, on by default) gives different bitstreams for identical input from call to call, so
-it is off; one thread. No `tune`: "film" doubled the encode time (22 vs 12 ms per 480² frame)
-for the same size and PSNR (~0.8 MB, 41.6 dB on a synthetic clip)."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from egotwin_bench.constants import X264_OPTIONS
+
 RGB_FILE = "rgb.mp4"
 TIMESTAMPS_FILE = "rgb_timestamps.csv"
 CALIBRATION_FILE = "rgb_calibration.json"
@@ -130,8 +132,6 @@ class ExportedRecordingWriter:
 
     def __init__(self, data_dir: str | Path, calibration, fps: int, crf: int = 18):
         import av
-
-        from egotwin_bench.curation.video import X264_OPTIONS
 
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)

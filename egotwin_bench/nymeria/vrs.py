@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from egotwin_bench.nymeria.clock import ClockMap
-from egotwin_bench.nymeria.rgb import RGB_LABEL, RgbError, RgbStream
+from egotwin_bench.nymeria.rgb_stream import RGB_LABEL, RgbError, RgbStream
 
 
 def open_vrs_rgb(path: str | Path) -> RgbStream:
