@@ -27,13 +27,14 @@ A fast, labelled option (`--estimator builtin`), less accurate than `colmap` (do
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
 
 from egotwin_bench import geometry
 from egotwin_bench.estimators.base import PoseEstimate, check_frames
+from egotwin_bench.hashing import digest
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,6 @@ class BuiltinEstimator:
 
     def cache_id(self) -> str:
         """``builtin-<digest of BuiltinVOConfig>`` (the pose cache's name)."""
-        from dataclasses import asdict
-
-        from egotwin_bench.evaluate.clip_cache import digest
-
         return f"{self.name}-{digest(asdict(self.config))}"
 
     # -- tracking -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from egotwin_bench.estimators.base import PoseEstimate, PoseEstimationError, check_frames
-from egotwin_bench.evaluate.clip_cache import digest
+from egotwin_bench.hashing import digest
 
 PYCOLMAP_VERSION: str = "4.2.1"
 """The pycolmap version pinned in pyproject.toml (its options and defaults were read from it)."""

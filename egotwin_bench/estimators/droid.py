@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import pickle
 import sys
 from argparse import Namespace
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ import numpy as np
 
 from egotwin_bench import geometry
 from egotwin_bench.estimators.base import check_frames
+from egotwin_bench.hashing import digest
+from egotwin_bench.weights import WeightsMismatchError, sha256_of
 
 DROID_TARGET_PIXELS: int = 384 * 512
 """DROID-SLAM's demo resizes every frame to about this many pixels."""
@@ -217,9 +220,6 @@ class DroidEstimator:
 
     def cache_id(self) -> str:
         """``droid-<digest>`` of the weights' sha256 and the `Droid` settings (the pose cache's name)."""
-        from egotwin_bench.evaluate.clip_cache import digest
-        from egotwin_bench.weights import sha256_of
-
         if self._weights_sha is None:
             self._weights_sha = sha256_of(self.weights) if self.weights is not None and self.weights.is_file() else ""
         settings = {k: v for k, v in vars(self.namespace((0, 0))).items() if k not in ("weights", "image_size")}
@@ -244,10 +244,6 @@ class DroidEstimator:
         """``Droid(args)``. Its ``load_weights`` reads `weights` with ``torch.load`` and a strict
         ``load_state_dict``; those failing (unreadable file, missing keys, other shapes) raise
         `WeightsMismatchError` naming the file. Other errors (e.g. CUDA) propagate."""
-        import pickle
-
-        from egotwin_bench.weights import WeightsMismatchError
-
         try:
             return Droid(self.namespace(image_size))
         except (KeyError, OSError, pickle.UnpicklingError, RuntimeError) as err:

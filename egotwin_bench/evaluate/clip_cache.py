@@ -11,25 +11,12 @@ and a rerun resumes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from egotwin_bench import __version__
-
-
-def digest(*parts: object, length: int = 12) -> str:
-    """Short sha256 hex of `parts` (JSON-encoded, keys sorted; NumPy arrays by their bytes)."""
-    def encode(x: object) -> object:
-        if isinstance(x, np.ndarray):
-            return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest() + str(x.dtype) + str(x.shape)
-        return str(x)
-
-    text = json.dumps(parts, sort_keys=True, default=encode)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def namespace(kind: str, config_id: str) -> str:

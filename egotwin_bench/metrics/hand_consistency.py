@@ -139,7 +139,7 @@ class HandConsistencyProvider:
 
         from egotwin_bench import weights
         from egotwin_bench.estimators.hand_classifier import CONFIG_FILE, WEIGHTS_FILE
-        from egotwin_bench.evaluate.clip_cache import digest
+        from egotwin_bench.hashing import digest
 
         folder = Path(self.classifier_dir)
         config = json.loads((folder / CONFIG_FILE).read_text())

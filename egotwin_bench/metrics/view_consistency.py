@@ -201,7 +201,7 @@ class ViewConsistencyProvider:
     @staticmethod
     def pose_key(clip) -> str:
         """Cache key of a clip's estimated poses: its video hash + a digest of its intrinsics."""
-        from egotwin_bench.evaluate.clip_cache import digest
+        from egotwin_bench.hashing import digest
 
         return f"{clip.video_key}-{digest(np.asarray(clip.intrinsics, dtype=np.float64), length=8)}"
 
