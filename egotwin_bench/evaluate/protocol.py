@@ -14,6 +14,10 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from egotwin_bench.metrics.bootstrap import MetricValue
+
+__all__ = ["EvalClip", "MetricProvider", "MetricValue", "ProviderResult"]
+
 
 @dataclass(frozen=True)
 class EvalClip:
@@ -46,16 +50,6 @@ class EvalClip:
     def video_key(self) -> str:
         """Cache key of results that depend on the video only (poses, hand presence, video features)."""
         return self.video_hash or self.content_hash
-
-
-@dataclass
-class MetricValue:
-    """A set-level metric with its 95% interval (NaN bounds when none; `metrics.bootstrap` says
-    which method each metric uses)."""
-
-    value: float
-    low: float = float("nan")
-    high: float = float("nan")
 
 
 @dataclass

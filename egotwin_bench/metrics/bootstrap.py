@@ -18,11 +18,10 @@ Which one a metric gets (docs/metrics.md, "Intervals"):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-
-from egotwin_bench.evaluate.protocol import MetricValue
 
 Z95: float = 1.96
 """Normal quantile of the 95% intervals (the original text-to-motion code's 1.96)."""
@@ -30,6 +29,16 @@ JACKKNIFE_GROUPS: int = 20
 """Groups of the delete-a-group jackknife (each costs one evaluation of the statistic)."""
 REPLICATIONS: int = 20
 """Replications of the text-to-motion protocol (`replication_times` of the original code)."""
+
+
+@dataclass
+class MetricValue:
+    """A set-level metric with its 95% interval (NaN bounds when none; the module docstring says
+    which method each metric uses)."""
+
+    value: float
+    low: float = float("nan")
+    high: float = float("nan")
 
 
 def bootstrap(
