@@ -76,7 +76,8 @@ def auc(matched: np.ndarray, mismatched: np.ndarray) -> float:
 def score(name: str, estimator, clips: list, settings: dict) -> dict:
     """Run `estimator` on every clip; timings and accuracy against the true poses."""
     from egotwin_bench.estimators.base import PoseEstimate
-    from egotwin_bench.metrics.view_consistency import pose_failure, view_errors
+    from egotwin_bench.evaluate.providers.view_consistency import pose_failure
+    from egotwin_bench.metrics.view_consistency import view_errors
 
     estimates, failures, zero, wall, cpu, stages, fallbacks = {}, {}, 0, 0.0, 0.0, {}, 0
     for clip_id, frames, K, _ in clips:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from egotwin_bench.metrics.bootstrap import bootstrap, jackknife
 from egotwin_bench.metrics.frechet import FrechetReference, GaussianStats, frechet_distance
 from egotwin_bench.metrics.hand_consistency import hand_f1
-from egotwin_bench.metrics.video_quality import build_inception, i3d_preprocess, inception_preprocess
+from egotwin_bench.estimators.video_features import build_inception, i3d_preprocess, inception_preprocess
 
 
 def _rel(a: float, b: float) -> float:

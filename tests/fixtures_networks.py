@@ -59,7 +59,7 @@ def calibrate_batchnorm(net: torch.nn.Module, x: torch.Tensor,
 def inception_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     """torchvision Inception-v3 with random (BatchNorm-calibrated) weights, saved as a bare state
     dict under its published file name: (path, net)."""
-    from egotwin_bench.metrics.video_quality import build_inception
+    from egotwin_bench.estimators.video_features import build_inception
 
     torch.manual_seed(0)
     frames = torch.from_numpy(drifting_video(0)[::40])  # 2 frames: BatchNorm needs a batch > 1
@@ -74,7 +74,7 @@ def inception_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
 def i3d_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     """Kinetics-400 I3D (VideoGPT's layout of the TF-Hub weights: BatchNorm eps 1e-5) with random
     (calibrated) weights, saved wrapped as ``{"state_dict": ...}`` under VideoGPT's file name."""
-    from egotwin_bench.metrics.video_quality import build_i3d
+    from egotwin_bench.estimators.video_features import build_i3d
 
     torch.manual_seed(0)
     net = build_i3d()

@@ -17,7 +17,8 @@ from egotwin_bench.estimators.builtin import BuiltinEstimator
 from egotwin_bench.estimators.colmap import ColmapConfig, ColmapEstimator, colmap_camera_params, fill_unregistered
 from egotwin_bench.estimators.known_scenes import camera_path, render_room
 from egotwin_bench.evaluate.protocol import EvalClip
-from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider, pose_failure, relative_to_first, view_errors
+from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider, pose_failure
+from egotwin_bench.metrics.view_consistency import relative_to_first, view_errors
 
 pycolmap = pytest.importorskip("pycolmap")
 

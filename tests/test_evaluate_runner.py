@@ -126,8 +126,8 @@ class ExplodingEstimator:
 
 def test_rerun_uses_per_clip_cache(evaluated, submissions, room_dataset, room_hand_classifier, tmp_path):
     """A second run reuses the cached poses and hand predictions: no estimator call, same numbers."""
-    from egotwin_bench.metrics.hand_consistency import HandConsistencyProvider
-    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+    from egotwin_bench.evaluate.providers.hand_consistency import HandConsistencyProvider
+    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
     from egotwin_bench.evaluate.clip_cache import ClipCache
 
     out, _ = evaluated
@@ -147,7 +147,7 @@ def test_rerun_uses_per_clip_cache(evaluated, submissions, room_dataset, room_ha
 
 
 def test_estimator_failures_are_per_clip_skips(submissions, room_dataset, tmp_path):
-    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 
     class FailsOnFirst(ExplodingEstimator):
         """Fails on the first clip, then reports a camera sliding along x (cheap, finite errors;
@@ -174,7 +174,7 @@ def test_estimator_failures_are_per_clip_skips(submissions, room_dataset, tmp_pa
 
 def test_allow_partial_scores_valid_clips(evaluated, submissions, room_dataset, tmp_path):
     from egotwin_bench.evaluate.clip_cache import ClipCache
-    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 
     options = EvaluateOptions(reference=room_dataset, out=tmp_path, n_bootstrap=20, plots=False, allow_partial=True)
     # The 3 valid clips are byte-identical to the ground truth's: their poses come from its cache.
@@ -202,7 +202,7 @@ def test_build_providers_skips_with_reasons(no_weights, room_dataset, tmp_path, 
     assert reasons["view_consistency"] is None and providers["view_consistency"].estimator.name == "colmap"
     assert "inception_v3" in reasons["ifid"] and "train-hand-classifier" in reasons["hand_consistency"]
     # A quality module that cannot be imported becomes a skip with the reason.
-    monkeypatch.setitem(sys.modules, "egotwin_bench.metrics.video_quality", None)
+    monkeypatch.setitem(sys.modules, "egotwin_bench.evaluate.providers.video_quality", None)
     providers = {p.name: p for p in build_providers(options)}
     assert "I-FID, FVD, CLIP-SIM" in providers["video_quality"].unavailable_reason()
     assert "cannot be imported" in providers["video_quality"].unavailable_reason()
@@ -248,7 +248,7 @@ class BrokenProvider:
 
 def test_failing_provider_is_skipped_not_fatal(evaluated, submissions, room_dataset, tmp_path):
     from egotwin_bench.evaluate.clip_cache import ClipCache
-    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 
     options = EvaluateOptions(reference=room_dataset, out=tmp_path, n_bootstrap=20, plots=False)
     view = ViewConsistencyProvider(ExplodingEstimator(), ClipCache(evaluated[0] / "cache"), 20)  # cached poses
@@ -267,7 +267,7 @@ def test_failing_provider_is_skipped_not_fatal(evaluated, submissions, room_data
 def test_bugs_in_a_quality_provider_are_not_hidden(no_weights, room_dataset, tmp_path, monkeypatch):
     """Only an import failure turns a quality group into a skip; a TypeError or AttributeError
     while building it is a bug and surfaces."""
-    import egotwin_bench.metrics.motion_quality as motion_quality
+    import egotwin_bench.evaluate.providers.motion_quality as motion_quality
 
     def broken(config):
         raise TypeError("MotionQualityProvider() got an unexpected keyword argument")
@@ -309,8 +309,8 @@ def test_identical_videos_reuse_poses_and_hand_presence(submissions, room_datase
     estimates no pose and runs no classifier, yet its errors use its own (shuffled) motions."""
     from egotwin_bench.estimators.hand_classifier import HandClassifier
     from egotwin_bench.evaluate.clip_cache import ClipCache
-    from egotwin_bench.metrics.hand_consistency import HandConsistencyProvider
-    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+    from egotwin_bench.evaluate.providers.hand_consistency import HandConsistencyProvider
+    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 
     predicted: list[int] = []
     real_predict = HandClassifier.predict

@@ -82,7 +82,7 @@ def test_hand_score_is_mean_of_hands_pooled_over_frames():
 
 
 def test_provider_unavailable_reasons(tmp_path):
-    from egotwin_bench.metrics.hand_consistency import HandConsistencyProvider
+    from egotwin_bench.evaluate.providers.hand_consistency import HandConsistencyProvider
 
     assert "train-hand-classifier" in HandConsistencyProvider(None).unavailable_reason()
     reason = HandConsistencyProvider(tmp_path).unavailable_reason()
@@ -122,7 +122,7 @@ def test_f1_undefined_and_sklearn_agreement():
 def test_provider_names_an_undefined_hand(monkeypatch):
     """The provider leaves an undefined hand out, says so in its notes, and per-clip NaN where a
     clip has no positive; the interval brackets the value."""
-    from egotwin_bench.metrics import hand_consistency as hc
+    from egotwin_bench.evaluate.providers import hand_consistency as hc
 
     rng = np.random.default_rng(2)
     vis = rng.random((12, 41, 2)) < 0.3

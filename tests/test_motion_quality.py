@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider
+from egotwin_bench.evaluate.providers.motion_quality import MotionQualityConfig, MotionQualityProvider
 from egotwin_bench.metrics.motion_quality import (
-    MotionQualityConfig,
-    MotionQualityProvider,
     diversity,
     r_precision,
     r_precision_hits,
@@ -63,7 +62,7 @@ def test_skip_message_names_the_real_evaluate_flag(tmp_path):
     import typer.main
 
     from egotwin_bench.cli import app
-    from egotwin_bench.metrics.motion_quality import EVALUATOR_FLAG
+    from egotwin_bench.evaluate.providers.motion_quality import EVALUATOR_FLAG
 
     evaluate = typer.main.get_command(app).commands["evaluate"]
     flags = {opt for param in evaluate.params for opt in param.opts}

@@ -10,16 +10,12 @@ import torch
 
 from egotwin_bench import weights
 from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider
-from egotwin_bench.metrics.video_quality import (
+from egotwin_bench.estimators.video_features import build_i3d, load_clip, load_i3d, load_inception, load_state_dict_file
+from egotwin_bench.evaluate.providers.video_quality import (
     ClipSimProvider,
     FVDProvider,
     IFIDProvider,
     VideoQualityConfig,
-    build_i3d,
-    load_clip,
-    load_i3d,
-    load_inception,
-    load_state_dict_file,
     video_quality_providers,
 )
 from tests.fixtures_networks import drifting_video as _video
@@ -66,7 +62,7 @@ def test_i3d_torchscript_is_called_as_stylegan_v(i3d_file, i3d_torchscript_file,
     uint8 (B, 3, T, H, W) and rescale/resize/return_features = True; with the same weights it gives
     the features of the state-dict path (VideoGPT's preprocessing), so the two TF-Hub conversions
     are interchangeable. The piergiaj network refuses a TorchScript file and uses BatchNorm eps 1e-3."""
-    from egotwin_bench.metrics.video_quality import I3DFeatures, I3DTorchScriptFeatures
+    from egotwin_bench.estimators.video_features import I3DFeatures, I3DTorchScriptFeatures
 
     scripted, state = load_i3d(i3d_torchscript_file), load_i3d(i3d_file[0])
     assert isinstance(scripted, I3DTorchScriptFeatures) and isinstance(state, I3DFeatures)
@@ -84,7 +80,7 @@ def test_fvd_weights_lookup_order(i3d_file, i3d_torchscript_file, tmp_path, monk
     """tfhub looks for i3d_torchscript.pt, then i3d_pretrained_400.pt; a missing network names both files."""
     import shutil
 
-    from egotwin_bench.metrics.video_quality import resolve_fvd_weights
+    from egotwin_bench.estimators.video_features import resolve_fvd_weights
 
     monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
     with pytest.raises(weights.MissingWeightsError, match="i3d_torchscript.pt.*or i3d_pretrained_400.pt"):
@@ -116,7 +112,7 @@ def _videogpt_preprocess(video: torch.Tensor, resolution: int = 224) -> torch.Te
 
 
 def test_i3d_preprocessing_is_videogpts():
-    from egotwin_bench.metrics.video_quality import i3d_preprocess
+    from egotwin_bench.estimators.video_features import i3d_preprocess
 
     rng = np.random.default_rng(0)
     for shape in ((4, 480, 480, 3), (3, 360, 480, 3), (2, 500, 300, 3)):

@@ -13,10 +13,10 @@ from egotwin_bench import geometry, skeleton
 from egotwin_bench.estimators.base import default_intrinsics
 from egotwin_bench.estimators.builtin import BuiltinEstimator, kabsch_rotation
 from egotwin_bench.estimators.known_scenes import Room, camera_path, render_room
+from egotwin_bench.evaluate.providers.view_consistency import pose_failure
 from egotwin_bench.metrics.view_consistency import (
     head_camera_trajectory,
     least_squares_scale,
-    pose_failure,
     relative_to_first,
     view_errors,
 )
@@ -359,7 +359,7 @@ def test_motionless_head_scores_zero_trans_err_and_is_shown(room_dataset, tmp_pa
     from egotwin_bench.evaluate.reference import load_clips, reference_name
     from egotwin_bench.evaluate.runner import EvaluateOptions, evaluate_submissions, find_submissions
     from egotwin_bench.evaluate.submission import SubmissionMeta, write_clip, write_meta
-    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 
     subs = tmp_path / "submissions"
     make_reference_submission(room_dataset, subs / "ground_truth")

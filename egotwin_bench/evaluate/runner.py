@@ -1,7 +1,7 @@
 """`egotwin-bench evaluate`: validate submissions, run every available metric provider, write results.
 
 Providers come from `build_providers(options)`: the video/motion quality providers (imported
-lazily from ``egotwin_bench.metrics.video_quality`` / ``motion_quality`` and configured from the
+lazily from ``egotwin_bench.evaluate.providers.video_quality`` / ``motion_quality`` and configured from the
 weight flags) and the view / hand consistency providers. A provider
 that cannot run (missing weights, missing module) is skipped with its reason recorded in
 ``leaderboard.md``; its columns are absent from ``leaderboard.csv``, never placeholders.
@@ -50,7 +50,7 @@ class EvaluateOptions:
     inception_weights: Path | None = None
     i3d_weights: Path | None = None
     fvd_network: str = "tfhub"
-    """FVD network (`egotwin_bench.metrics.video_quality.FVD_NETWORKS`): tfhub (standard) or piergiaj."""
+    """FVD network (`egotwin_bench.estimators.video_features.FVD_NETWORKS`): tfhub (standard) or piergiaj."""
     clip_weights: Path | None = None
     evaluator_dir: Path | None = None
     allow_partial: bool = False
@@ -107,7 +107,7 @@ def _device(options: EvaluateOptions) -> str:
 
 
 def _video_quality(options: EvaluateOptions) -> list[MetricProvider]:
-    from egotwin_bench.metrics.video_quality import VideoQualityConfig, video_quality_providers
+    from egotwin_bench.evaluate.providers.video_quality import VideoQualityConfig, video_quality_providers
 
     config = VideoQualityConfig(
         inception_weights=_str(options.inception_weights), i3d_weights=_str(options.i3d_weights),
@@ -119,7 +119,7 @@ def _video_quality(options: EvaluateOptions) -> list[MetricProvider]:
 
 
 def _motion_quality(options: EvaluateOptions) -> list[MetricProvider]:
-    from egotwin_bench.metrics.motion_quality import MotionQualityConfig, MotionQualityProvider
+    from egotwin_bench.evaluate.providers.motion_quality import MotionQualityConfig, MotionQualityProvider
 
     config = MotionQualityConfig(evaluator_dir=_str(options.evaluator_dir), device=_device(options),
                                  replications=options.replications, jackknife_groups=options.jackknife_groups)
@@ -147,15 +147,15 @@ def _quality_providers(options: EvaluateOptions) -> list[MetricProvider]:
             providers += factory(options)
         except ImportError as err:
             providers.append(UnavailableProvider(
-                group, f"{metrics}: egotwin_bench.metrics.{group} cannot be imported here ({type(err).__name__}: {err})"))
+                group, f"{metrics}: egotwin_bench.evaluate.providers.{group} cannot be imported here ({type(err).__name__}: {err})"))
     return providers
 
 
 def build_providers(options: EvaluateOptions) -> list[MetricProvider]:
     """All metric providers for `options`, available or not (the runner checks each one)."""
     from egotwin_bench.evaluate.clip_cache import ClipCache
-    from egotwin_bench.metrics.hand_consistency import HandConsistencyProvider
-    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+    from egotwin_bench.evaluate.providers.hand_consistency import HandConsistencyProvider
+    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 
     cache = ClipCache(_cache_root(options))
     return [
