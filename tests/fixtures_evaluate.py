@@ -93,7 +93,7 @@ ROOM_HAND_TRAINING = dict(arch="tiny", epochs=10, batch_size=16, lr=1e-3, seed=0
 def room_hand_classifier(room_dataset, tmp_path_factory) -> tuple[Path, dict]:
     """A tiny ViT hand classifier trained (random init) on the room dataset's train split, its
     threshold chosen on val: (folder, held-out metrics on the test split)."""
-    from egotwin_bench.estimators.hand_training import HandTrainingConfig, train_hand_classifier
+    from egotwin_bench.training.hand_classifier import HandTrainingConfig, train_hand_classifier
 
     out = tmp_path_factory.mktemp("room_hand_classifier")
     metrics = train_hand_classifier(room_dataset, out, None, HandTrainingConfig(**ROOM_HAND_TRAINING), "test", "val")

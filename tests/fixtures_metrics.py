@@ -65,7 +65,7 @@ def trained_evaluator(text_motion_pairs, tmp_path_factory):
     """(folder, model, train data, val data, history) of a small evaluator trained on `text_motion_pairs`."""
     import torch
 
-    from egotwin_bench.estimators.evaluator_training import TextMotionData, TrainConfig, train_evaluators
+    from egotwin_bench.training.gru_evaluators import TextMotionData, TrainConfig, train_evaluators
     from egotwin_bench.estimators.gru_evaluators import EvaluatorConfig
     from egotwin_bench.estimators.text_features import load_glove, vocabulary
     from egotwin_bench.motion import head_centric

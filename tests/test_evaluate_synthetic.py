@@ -53,7 +53,7 @@ def test_hand_classifier_and_hand_score_on_larger_synthetic_set(tmp_path):
     on one CPU core)."""
     from egotwin_bench.curation.config import CurationConfig
     from egotwin_bench.curation.pipeline import build_dataset
-    from egotwin_bench.estimators.hand_training import HandTrainingConfig, train_hand_classifier
+    from egotwin_bench.training.hand_classifier import HandTrainingConfig, train_hand_classifier
     from egotwin_bench.synthetic.writer import SyntheticConfig, make_synthetic
 
     raw, dataset = tmp_path / "raw", tmp_path / "dataset"

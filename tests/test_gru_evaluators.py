@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from egotwin_bench.constants import HEAD_CENTRIC_DIM, MOTION_FRAMES
-from egotwin_bench.estimators.evaluator_training import (
+from egotwin_bench.training.gru_evaluators import (
     TextMotionData,
     TrainConfig,
     contrastive_loss,

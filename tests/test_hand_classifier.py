@@ -134,14 +134,14 @@ def test_trained_on_room_clips_beats_trivial(room_hand_classifier, room_dataset)
 
 
 def test_threshold_split_must_differ_from_eval_split(room_dataset, tmp_path):
-    from egotwin_bench.estimators.hand_training import HandTrainingConfig, train_hand_classifier
+    from egotwin_bench.training.hand_classifier import HandTrainingConfig, train_hand_classifier
 
     with pytest.raises(ValueError, match="report F1 on another split"):
         train_hand_classifier(room_dataset, tmp_path, None, HandTrainingConfig(arch="tiny"), "val", "val")
 
 
 def test_repeat_factors_balance_rare_hands():
-    from egotwin_bench.estimators.hand_training import frame_repeats, repeat_factors
+    from egotwin_bench.training.hand_classifier import frame_repeats, repeat_factors
 
     labels = np.zeros((100, 2), bool)
     labels[:5, 0] = True  # left: 5% of frames
@@ -159,7 +159,7 @@ def test_repeat_factors_balance_rare_hands():
 
 
 def test_training_batches_stream_every_repeated_frame_once():
-    from egotwin_bench.estimators.hand_training import training_batches
+    from egotwin_bench.training.hand_classifier import training_batches
 
     class Source:
         """Three 'clips' of uint8 frames whose pixel value is the frame number."""
@@ -181,7 +181,7 @@ def test_training_batches_stream_every_repeated_frame_once():
 
 
 def test_choose_threshold_pools_hands():
-    from egotwin_bench.estimators.hand_training import choose_threshold
+    from egotwin_bench.training.hand_classifier import choose_threshold
 
     labels = np.zeros((20, 2), bool)
     labels[:10, 1] = True  # the left hand never shows on this split

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         """
         import torch
 
-        from egotwin_bench.estimators.evaluator_training import TrainConfig, train_from_dataset
+        from egotwin_bench.training.gru_evaluators import TrainConfig, train_from_dataset
 
         if (glove is None) == (not random_word_vectors):
             typer.secho("error: pass --glove PATH (glove.6B.300d.txt from https://nlp.stanford.edu/projects/glove/) "

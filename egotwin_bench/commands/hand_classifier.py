@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the two-logit (left, right) ViT hand classifier with the focal loss; report held-out F1."""
         from egotwin_bench.estimators.hand_classifier import ARCHS
-        from egotwin_bench.estimators.hand_training import HandTrainingConfig, train_hand_classifier as run
+        from egotwin_bench.training.hand_classifier import HandTrainingConfig, train_hand_classifier as run
         from egotwin_bench.weights import MissingWeightsError
 
         if arch not in ARCHS:

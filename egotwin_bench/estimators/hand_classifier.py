@@ -51,7 +51,7 @@ class HandClassifierConfig:
     """Architecture and inference settings stored next to the trained weights.
 
     `threshold` is the probability at or above which a hand counts as present; training picks it
-    on the validation split (`egotwin_bench.estimators.hand_training.choose_threshold`).
+    on the validation split (`egotwin_bench.training.hand_classifier.choose_threshold`).
     """
 
     arch: str = "vit_base_patch16_224"
