@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from egotwin_bench.data import ClipDataset, CuratedDataset
 from egotwin_bench.estimators.gru_evaluators import EvaluatorConfig, TextMotionEvaluator
-from egotwin_bench.estimators.text_features import WordVectors
+from egotwin_bench.estimators.text_features import WordVectors, load_glove, make_tagger, random_word_vectors, vocabulary
 from egotwin_bench.metrics.motion_quality import R_PRECISION_BATCH, r_precision
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -61,10 +63,6 @@ class TextMotionData:
 
 def load_split(dataset_dir: str | Path, split: str) -> TextMotionData:
     """Prompts and head-centric features (81, 288) of one split of a built dataset (no video decoding)."""
-    from tqdm.auto import tqdm
-
-    from egotwin_bench.data import ClipDataset
-
     ds = ClipDataset(dataset_dir, split, "head_centric", load_video=False)
     texts, motion = [], []
     for i in tqdm(range(len(ds)), desc=f"reading {split}", unit="clip", leave=False):
@@ -125,8 +123,6 @@ def train_evaluators(
 
     Resumes from ``out_dir/checkpoint.pt`` when present (same data and config assumed).
     """
-    from tqdm.auto import tqdm
-
     if len(train.texts) < 2:
         raise ValueError(f"need at least 2 training clips, got {len(train.texts)}")
     out = Path(out_dir)
@@ -208,9 +204,6 @@ def train_from_dataset(
     """
     if report_split is not None and report_split == val_split:
         raise ValueError(f"the evaluator is selected on {val_split!r}; report on another split")
-    from egotwin_bench.data import CuratedDataset
-    from egotwin_bench.estimators.text_features import load_glove, make_tagger, random_word_vectors, vocabulary
-
     data = CuratedDataset(dataset_dir)
     all_texts = data.manifest.column("text").to_pylist()
     train = load_split(dataset_dir, "train")

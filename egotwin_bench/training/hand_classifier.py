@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from egotwin_bench.curation.video import decode_mp4
 from egotwin_bench.estimators.hand_classifier import (
     ARCHS,
     HandClassifier,
@@ -34,6 +35,7 @@ from egotwin_bench.estimators.hand_classifier import (
     normalize,
     resize_frames,
 )
+from egotwin_bench.evaluate.reference import iter_clips, load_clips, shard_paths
 from egotwin_bench.metrics.hand_consistency import f1_score
 
 
@@ -78,8 +80,6 @@ class LabelledClips:
 
 def split_labels(dataset: str | Path, split: str, config: HandTrainingConfig) -> LabelledClips:
     """Frame labels of a split without decoding any video (raises ValueError when it is empty)."""
-    from egotwin_bench.evaluate.reference import load_clips
-
     clips = load_clips(dataset, split, with_video=False, limit=config.max_clips)
     if not clips:
         raise ValueError(f"split {split!r} of {dataset} has no clips")
@@ -106,9 +106,6 @@ class FrameSource:
     def iterate(self, rng: np.random.Generator | None = None) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         """(uint8 (F, 3, s, s), labels (F, 2)) per clip; `rng` shuffles the order (kept clips
         first in random order, then the others shard by shard in random shard order)."""
-        from egotwin_bench.curation.video import decode_mp4
-        from egotwin_bench.evaluate.reference import iter_clips, shard_paths
-
         kept = list(self._kept)
         if rng is not None:
             rng.shuffle(kept)
