@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from egotwin_bench.curation.shards import ARRAY_SHAPES, column_array
 from egotwin_bench.curation.video import decode_mp4
+from egotwin_bench.motion import REPRESENTATIONS
 
 SPLITS = ("train", "val", "test")
 RAW_ARRAYS = tuple(ARRAY_SHAPES)
@@ -112,8 +113,6 @@ class ClipDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", representation: str = "head_centric",
                  load_video: bool = True):
-        from egotwin_bench.motion import REPRESENTATIONS
-
         if representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {sorted(REPRESENTATIONS)}, got {representation!r}")
         self.data = CuratedDataset(root)

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
 
         from tqdm import tqdm
 
+        # lazy: the command's stack (ray, av, pyarrow) loads when it runs, so `egotwin-bench --help` stays fast
         from egotwin_bench.curation.config import CurationConfig, load_config_file
         from egotwin_bench.curation.pipeline import build_dataset as run
         from egotwin_bench.nymeria.layout import LayoutError

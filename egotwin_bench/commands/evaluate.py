@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         Writes OUT/leaderboard.csv, leaderboard.md (skipped metrics and rejected submissions with
         every problem), per_clip.parquet and plots/. Exits 1 when no submission could be scored.
         """
+        # lazy: the command's stack (torch, pycolmap, polars) loads when it runs, so `egotwin-bench --help` stays fast
         from egotwin_bench.evaluate.runner import EvaluateOptions, evaluate_submissions, find_submissions
 
         if estimator not in ESTIMATOR_CHOICES:
@@ -81,6 +82,7 @@ def register(app: typer.Typer) -> None:
         method: Optional[str] = typer.Option(None, "--method", help="Method name (default ground_truth / shuffled_motion)."),
     ) -> None:
         """Write the reference split as a submission (ground truth, or motion-shuffled)."""
+        # lazy: the command's stack (pyarrow, av) loads when it runs, so `egotwin-bench --help` stays fast
         from egotwin_bench.evaluate.baselines import make_reference_submission
 
         try:

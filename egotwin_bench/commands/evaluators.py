@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         """
         import torch
 
+        # lazy: the command's stack (torch) loads when it runs, so `egotwin-bench --help` stays fast
         from egotwin_bench.training.gru_evaluators import TrainConfig, train_from_dataset
 
         if (glove is None) == (not random_word_vectors):

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Train the two-logit (left, right) ViT hand classifier with the focal loss; report held-out F1."""
+        # lazy: the command's stack (torch, timm) loads when it runs, so `egotwin-bench --help` stays fast
         from egotwin_bench.estimators.hand_classifier import ARCHS
         from egotwin_bench.training.hand_classifier import HandTrainingConfig, train_hand_classifier as run
         from egotwin_bench.weights import MissingWeightsError

@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
 
         from tqdm import tqdm
 
+        # lazy: the command's stack (cv2, av, ray) loads when it runs, so `egotwin-bench --help` stays fast
         from egotwin_bench.synthetic.faults import parse_faults
         from egotwin_bench.synthetic.writer import SyntheticConfig, frames_per_sequence, make_synthetic as run, pending_specs
 

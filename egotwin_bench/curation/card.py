@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 
 from egotwin_bench.constants import CLIP_SECONDS
+from egotwin_bench.curation.shards import atomic_write_text
 
 
 def card_dict(reports: list[dict], splits: dict[str, list[str]], config: dict, version: str) -> dict:
@@ -102,7 +103,5 @@ def _filter_lines(config: dict) -> list[str]:
 
 
 def write_card(out_dir, card: dict) -> None:
-    from egotwin_bench.curation.shards import atomic_write_text
-
     atomic_write_text(json.dumps(card, indent=2), out_dir / "dataset_card.json")
     atomic_write_text(card_markdown(card), out_dir / "dataset_card.md")

@@ -30,14 +30,17 @@ def make_estimator(
     `droid_weights` is DROID-SLAM's ``droid.pth``; `droid_repo` its checkout (None: ``$DROID_SLAM_DIR``).
     """
     if name == "colmap":
+        # lazy: cv2 + pycolmap (and `egotwin-bench --help` reads this package's choices)
         from egotwin_bench.estimators.colmap import ColmapEstimator
 
         return ColmapEstimator()
     if name == "droid":
+        # lazy: cv2; DROID-SLAM's checkout (and `egotwin-bench --help` reads this package's choices)
         from egotwin_bench.estimators.droid import DroidEstimator
 
         return DroidEstimator(droid_weights, droid_repo)
     if name == "builtin":
+        # lazy: cv2 (and `egotwin-bench --help` reads this package's choices)
         from egotwin_bench.estimators.builtin import BuiltinEstimator
 
         return BuiltinEstimator()

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from egotwin_bench.constants import HEAD_CENTRIC_DIM
+from egotwin_bench.curation.shards import atomic_write_text
 from egotwin_bench.motion import head_centric
 from egotwin_bench.estimators.text_features import (
     POS_DIM,
@@ -34,6 +35,7 @@ from egotwin_bench.estimators.text_features import (
     WordVectorizer,
     WordVectors,
 )
+from egotwin_bench.weights import load_checked
 
 UNIT_LENGTH: int = 4
 """Motion frames per movement-encoder unit (two stride-2 convolutions)."""
@@ -193,8 +195,6 @@ class TextMotionEvaluator(nn.Module):
         """Write evaluators.safetensors + evaluators.json into `out_dir` (atomic per file)."""
         from safetensors.torch import save_file
 
-        from egotwin_bench.curation.shards import atomic_write_text
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / f".{WEIGHTS_FILE}.tmp"
@@ -206,8 +206,6 @@ class TextMotionEvaluator(nn.Module):
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "TextMotionEvaluator":
         """Load a folder written by `save` (raises FileNotFoundError saying how to make one, and
         `WeightsMismatchError` when the weights do not fit the config's architecture exactly)."""
-        from egotwin_bench.weights import load_checked
-
         folder = Path(folder).expanduser()
         missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (folder / f).is_file()]
         if missing:

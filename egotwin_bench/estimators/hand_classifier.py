@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from egotwin_bench import weights as weights_lib
 from egotwin_bench.constants import HAND_ORDER
+from egotwin_bench.curation.shards import atomic_write_text
 
 ARCHS: dict[str, dict] = {
     "vit_base_patch16_224": {"model": "vit_base_patch16_224", "img_size": 224, "kwargs": {}},
@@ -163,8 +164,6 @@ class HandClassifier:
     def save(self, folder: str | Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` into `folder` (each atomically)."""
         from safetensors.torch import save_file
-
-        from egotwin_bench.curation.shards import atomic_write_text
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from egotwin_bench.curation.shards import atomic_write_text
-
-if TYPE_CHECKING:
-    from egotwin_bench.evaluate.runner import EvaluateOptions, EvaluationResult
+from egotwin_bench.evaluate.options import EvaluateOptions, EvaluationResult
+from egotwin_bench.evaluate.plots import plot_metric_bars, plot_trajectories
+from egotwin_bench.evaluate.reference import reference_name
 
 ID_COLUMNS: tuple[str, ...] = ("method", "task", "n_clips", "estimator", "toolkit_version")
 INFO_COLUMNS: dict[str, str] = {"pose_failures": "pose failures", "head_path_m": "head path (m)"}
@@ -55,7 +54,7 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def leaderboard_markdown(result: "EvaluationResult", reference: str) -> str:
+def leaderboard_markdown(result: EvaluationResult, reference: str) -> str:
     """The human-readable leaderboard with skipped metrics, rejected submissions and failures."""
     metrics = metric_names(result.rows)
     arrows = {m: (" ↑" if result.higher_is_better.get(m) else " ↓") for m in metrics}
@@ -106,11 +105,9 @@ def _atomic_parquet(frame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_results(result: "EvaluationResult", options: "EvaluateOptions") -> None:
+def write_results(result: EvaluationResult, options: EvaluateOptions) -> None:
     """Write leaderboard.csv, leaderboard.md, per_clip.parquet and (optionally) plots/ to options.out."""
     import polars as pl
-
-    from egotwin_bench.evaluate.reference import reference_name
 
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,8 +118,6 @@ def write_results(result: "EvaluationResult", options: "EvaluateOptions") -> Non
         {"method": [], "task": [], "clip_id": []}, schema={"method": pl.String, "task": pl.String, "clip_id": pl.String})
     _atomic_parquet(per_clip, out / "per_clip.parquet")
     if options.plots and result.rows:
-        from egotwin_bench.evaluate.plots import plot_metric_bars, plot_trajectories
-
         plot_metric_bars(result.rows, metric_names(result.rows), out / "plots")
         for key, trajectories in result.trajectories.items():
             errors = {r["clip_id"]: r["TransErr"] for r in result.per_clip

@@ -15,58 +15,28 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from egotwin_bench import __version__
+from egotwin_bench.curation.video import decode_mp4
+from egotwin_bench.estimators import select_estimator
+from egotwin_bench.evaluate.clip_cache import ClipCache
+from egotwin_bench.evaluate.leaderboard import write_results
+from egotwin_bench.evaluate.options import EvaluateOptions, EvaluationResult
 from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider
+from egotwin_bench.evaluate.providers.hand_consistency import HandConsistencyProvider
+from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 from egotwin_bench.evaluate.reference import ReferenceClip, load_clips, reference_name
 from egotwin_bench.evaluate.submission import (
     SUBMISSION_FILE,
     SubmissionMeta,
-    ValidationReport,
     clip_hashes,
     method_clash,
     read_motion,
     validate_submission,
 )
-
-
-@dataclass
-class EvaluateOptions:
-    """Everything `evaluate` needs; the CLI flags map one to one onto these fields."""
-
-    reference: Path
-    out: Path
-    split: str = "test"
-    estimator: str = "auto"
-    """`colmap`, `droid`, `builtin`, or `auto` (DROID-SLAM when it can run, else colmap)."""
-    droid_weights: Path | None = None
-    droid_repo: Path | None = None
-    """DROID-SLAM checkout (None: ``$DROID_SLAM_DIR``)."""
-    hand_classifier: Path | None = None
-    inception_weights: Path | None = None
-    i3d_weights: Path | None = None
-    fvd_network: str = "tfhub"
-    """FVD network (`egotwin_bench.estimators.video_features.FVD_NETWORKS`): tfhub (standard) or piergiaj."""
-    clip_weights: Path | None = None
-    evaluator_dir: Path | None = None
-    allow_partial: bool = False
-    workers: int = 0
-    """Ray CPUs for per-clip work (0: in-process; Ray joins `RAY_ADDRESS` when that is set)."""
-    n_bootstrap: int = 1000
-    jackknife_groups: int = 20
-    """Groups of the I-FID / FVD / M-FID jackknife intervals (each costs one Fréchet distance; 0: none)."""
-    replications: int = 20
-    """Replications of the text-to-motion protocol (R-Prec, MM-Dist, Diversity intervals)."""
-    seed: int = 0
-    cache_dir: Path | None = None
-    """Per-clip cache; default ``<out>/cache``."""
-    plots: bool = True
-    device: str = "auto"
-    """Torch device of the network metrics (`auto`: CUDA when visible, else CPU)."""
 
 
 class UnavailableProvider:
@@ -89,8 +59,6 @@ class UnavailableProvider:
 def resolve_estimator(options: EvaluateOptions):
     """The pose estimator of `options.estimator` and the leaderboard note on `auto`'s choice
     (`egotwin_bench.estimators.select_estimator`: auto = DROID-SLAM if it can run, else colmap)."""
-    from egotwin_bench.estimators import select_estimator
-
     return select_estimator(options.estimator, options.droid_weights, options.droid_repo)
 
 
@@ -107,6 +75,7 @@ def _device(options: EvaluateOptions) -> str:
 
 
 def _video_quality(options: EvaluateOptions) -> list[MetricProvider]:
+    # lazy: torch + transformers; an ImportError here becomes an UnavailableProvider (`_quality_providers`)
     from egotwin_bench.evaluate.providers.video_quality import VideoQualityConfig, video_quality_providers
 
     config = VideoQualityConfig(
@@ -119,6 +88,7 @@ def _video_quality(options: EvaluateOptions) -> list[MetricProvider]:
 
 
 def _motion_quality(options: EvaluateOptions) -> list[MetricProvider]:
+    # lazy: torch; an ImportError here becomes an UnavailableProvider (`_quality_providers`)
     from egotwin_bench.evaluate.providers.motion_quality import MotionQualityConfig, MotionQualityProvider
 
     config = MotionQualityConfig(evaluator_dir=_str(options.evaluator_dir), device=_device(options),
@@ -153,10 +123,6 @@ def _quality_providers(options: EvaluateOptions) -> list[MetricProvider]:
 
 def build_providers(options: EvaluateOptions) -> list[MetricProvider]:
     """All metric providers for `options`, available or not (the runner checks each one)."""
-    from egotwin_bench.evaluate.clip_cache import ClipCache
-    from egotwin_bench.evaluate.providers.hand_consistency import HandConsistencyProvider
-    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
-
     cache = ClipCache(_cache_root(options))
     return [
         *_quality_providers(options),
@@ -169,14 +135,10 @@ def build_providers(options: EvaluateOptions) -> list[MetricProvider]:
 # -- clips ---------------------------------------------------------------------------------------
 
 def _decode_file(path: Path) -> np.ndarray:
-    from egotwin_bench.curation.video import decode_mp4
-
     return decode_mp4(Path(path).read_bytes())
 
 
 def _decode_bytes(data: bytes) -> np.ndarray:
-    from egotwin_bench.curation.video import decode_mp4
-
     return decode_mp4(data)
 
 
@@ -219,27 +181,6 @@ def find_submissions(path: str | Path) -> list[Path]:
 
 # -- the run -------------------------------------------------------------------------------------
 
-@dataclass
-class EvaluationResult:
-    """What `evaluate_submissions` computed (also written to `options.out`)."""
-
-    rows: list[dict]
-    """Leaderboard rows: method, task, n_clips, estimator, toolkit_version, metric, metric_low/high."""
-    per_clip: list[dict]
-    skipped: dict[str, str]
-    """Provider name -> why it did not run."""
-    reports: list[ValidationReport]
-    rejected: list[ValidationReport]
-    failures: dict[str, dict[str, str]] = field(default_factory=dict)
-    """``method/task`` -> {clip_id: reason} for clips the pose estimator could not process."""
-    provider_failures: dict[str, dict[str, str]] = field(default_factory=dict)
-    """``method/task`` -> {provider name: error} for metric groups that raised on that submission
-    (their columns stay empty for it; other submissions keep theirs)."""
-    trajectories: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
-    higher_is_better: dict[str, bool] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    """Remarks for leaderboard.md (e.g. why `auto` fell back to the builtin pose estimator)."""
-
 
 def _init_ray(workers: int) -> bool:
     """Start (or join) Ray when asked; returns whether this call started it."""
@@ -260,8 +201,6 @@ def evaluate_submissions(
     submissions: list[Path], options: EvaluateOptions, providers: list[MetricProvider] | None = None
 ) -> EvaluationResult:
     """Validate and score each submission folder against the reference split; write the results."""
-    from egotwin_bench.evaluate.leaderboard import write_results
-
     refs = load_clips(options.reference, options.split)
     by_id = {r.clip_id: r for r in refs}
     ids = [r.clip_id for r in refs]

@@ -18,13 +18,15 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from egotwin_bench.constants import HEAD_CENTRIC_DIM, MOTION_FRAMES, NUM_JOINTS, VIDEO_FPS, VIDEO_FRAMES, VIDEO_SIZE
+from egotwin_bench.curation.shards import atomic_write_text
+from egotwin_bench.motion import head_centric
 from egotwin_bench.skeleton import SEGMENT_NAMES
 
 SUBMISSION_FILE = "submission.json"
@@ -91,10 +93,6 @@ class ValidationReport:
 
 def write_meta(folder: Path, meta: SubmissionMeta) -> None:
     """Write ``submission.json`` atomically."""
-    from dataclasses import asdict
-
-    from egotwin_bench.curation.shards import atomic_write_text
-
     atomic_write_text(json.dumps(asdict(meta), indent=2), folder / SUBMISSION_FILE)
 
 
@@ -162,8 +160,6 @@ def read_motion(path: Path, motion_format: str) -> tuple[np.ndarray, np.ndarray]
     with np.load(path, allow_pickle=False) as z:
         if motion_format == "world_joints":
             return z["positions"].astype(np.float32), z["rotations"].astype(np.float32)
-        from egotwin_bench.motion import head_centric
-
         first = z["first_head_pose"].astype(np.float64) if "first_head_pose" in z.files else None
         positions, rotations = head_centric.decode(z["features"].astype(np.float64), first)
         return np.asarray(positions, np.float32), np.asarray(rotations, np.float32)

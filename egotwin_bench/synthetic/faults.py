@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from egotwin_bench.nymeria import layout as L
+
 ARRAY_FAULTS: tuple[str, ...] = ("jittered_timestamps", "irregular_timestamps", "zero_quaternions")
 FILE_FAULTS: tuple[str, ...] = ("truncated_mp4", "missing_narration", "missing_trajectory")
 FAULTS: tuple[str, ...] = ARRAY_FAULTS + FILE_FAULTS
@@ -80,8 +82,6 @@ def apply_zero_quaternions(q: np.ndarray, rng: np.random.Generator, count: int =
 
 def apply_file_fault(sequence_dir: Path, fault: str) -> dict:
     """Damage the written sequence folder in place; returns a description."""
-    from egotwin_bench.nymeria import layout as L
-
     if fault == "truncated_mp4":
         path = sequence_dir / L.EXPORTED_RGB
         data = path.read_bytes()

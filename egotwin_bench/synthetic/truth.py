@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from egotwin_bench.constants import MOTION_FPS, MOTION_FRAMES, VIDEO_FPS, VIDEO_FRAMES, XSENS_FPS
+from egotwin_bench.data import CuratedDataset
 from egotwin_bench.geometry import invert_transform, quat_wxyz_to_matrix
 from egotwin_bench.motion.resampling import frame_times_ns, resample
 from egotwin_bench.skeleton import NUM_SEGMENTS
@@ -85,8 +86,6 @@ class SequenceTruth:
 
 def clip_errors(dataset: str | Path, synthetic_root: str | Path) -> list[ClipError]:
     """Errors of every clip of a curated dataset built from `synthetic_root` (see module doc)."""
-    from egotwin_bench.data import CuratedDataset
-
     dataset, synthetic_root = Path(dataset), Path(synthetic_root)
     data = CuratedDataset(dataset)
     truths: dict[str, SequenceTruth] = {}

@@ -31,6 +31,8 @@ import numpy as np
 
 from egotwin_bench.constants import HAND_ORDER, XSENS_FPS
 from egotwin_bench.geometry import invert_transform, make_transform, matrix_to_quat_wxyz, rotation_about_z
+from egotwin_bench.nymeria import layout as L
+from egotwin_bench.nymeria.exported_recording import ExportedRecordingWriter
 from egotwin_bench.skeleton import HANDS, HEAD, NUM_SEGMENTS
 from egotwin_bench.synthetic import faults as F
 from egotwin_bench.synthetic import realism as RL
@@ -239,9 +241,6 @@ def write_sequence(out_root: Path, spec: SequenceSpec, config: SyntheticConfig,
 
 def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame: Callable[[], None] | None,
               rgb_from: Path | None = None) -> None:
-    from egotwin_bench.nymeria import layout as L
-    from egotwin_bench.nymeria.exported_recording import ExportedRecordingWriter
-
     plan = plan_sequence(spec, config)
     rng, scene, subject, outfit, script, rig = plan.rng, plan.scene, plan.subject, plan.outfit, plan.script, plan.rig
     seconds = float(config.seconds)
