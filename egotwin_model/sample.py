@@ -13,7 +13,9 @@ For each clip of the reference dataset's test split:
    with synchronous diffusion, "w/o AD" / VidMLD). All passes of a step run as one batch.
 3. **Decoding.** Video latents -> the video VAE decoder -> uint8 frames at the model's size,
    resized (bicubic, antialiased when shrinking) to 480 x 480 (the tiny config works at 64 x 64
-   and is upsampled here). Motion latents / scale -> motion VAE decoder -> de-normalised
+   and is upsampled here). `SampleConfig.video_size` writes another side instead: a draft to
+   move off a GPU host at the model's size (`pipelines/small_pack.py finish` upsamples it to
+   480 with the same `upsample_video` before `evaluate`, which accepts 480 x 480 only). Motion latents / scale -> motion VAE decoder -> de-normalised
    features -> the representation's `decode` (canonical frame) -> world with the reference
    clip's first pose: head-centric uses `head_centric.canonical_transform` (first head pose);
    root-centric the rigid transform that `root_centric.canonicalize` removed (first pelvis
@@ -51,6 +53,7 @@ class SampleConfig:
     batch_size: int = 2
     limit: int | None = None
     device: str = "cpu"
+    video_size: int = VIDEO_SIZE  # side of the written videos; the benchmark takes VIDEO_SIZE only
 
     def guidance(self, config: EgoTwinConfig) -> GuidanceConfig:
         g = config.guidance
@@ -240,7 +243,7 @@ def write_submission(run_dir: str | Path, reference: str | Path, out: str | Path
         if sc.task != "tm2v":
             gen_pos, gen_rot = sampler.decode_motion(motion, positions, rotations)
         for i, clip in enumerate(batch):
-            mp4 = clip.video_mp4 if sc.task == "tv2m" else encode_mp4(upsample_video(videos[i]))
+            mp4 = clip.video_mp4 if sc.task == "tv2m" else encode_mp4(upsample_video(videos[i], sc.video_size))
             pos, rot = (clip.positions, clip.rotations) if sc.task == "tm2v" else (gen_pos[i], gen_rot[i])
             write_clip(out, clip.clip_id, mp4, positions=pos, rotations=rot)
     meta = SubmissionMeta(
@@ -248,7 +251,7 @@ def write_submission(run_dir: str | Path, reference: str | Path, out: str | Path
         guidance={"text_scale": scales.text_scale, "video_scale": scales.video_scale,
                   "motion_scale": scales.motion_scale, "steps": steps, "seed": sc.seed,
                   "cfg": "eq3/eq4" if cfg.dit.asynchronous else "vanilla"},
-        model={**sampler.info, "upsampled_to": VIDEO_SIZE, "sample_config": asdict(sc)},
+        model={**sampler.info, "upsampled_to": sc.video_size, "sample_config": asdict(sc)},
     )
     write_meta(out, meta)
     return out

@@ -25,7 +25,7 @@
 # Paths (environment): REPRO (CPU-host work folder, default repro_small), PACK (the training
 # pack; default .repro/pack, carried to the GPU host), RUNS (GPU-host runs, default runs/small),
 # OUT (where a GPU chunk leaves what comes back: meta.tar.gz with logs, probes and timings, and
-# the chunk's new submissions as submissions.tar.part-* of < 16 MiB; default $RUNS/out). Budgets: STEPS_VIDEO_VAE,
+# the chunk's new submissions as submissions.tgz.part-* of < 16 MiB; default $RUNS/out). Budgets: STEPS_VIDEO_VAE,
 # STEPS_VAE, STEPS_T2M, STEPS_JOINT (same for every variant: same data, budget and seeds).
 set -euo pipefail
 CHUNK=${1:?usage: reproduce_small.sh data|wheels|evaluators|gpu|evaluate}
@@ -39,6 +39,7 @@ STEPS_VAE=${STEPS_VAE:-1500}
 STEPS_T2M=${STEPS_T2M:-800}
 STEPS_JOINT=${STEPS_JOINT:-2000}
 SAMPLE_STEPS=${SAMPLE_STEPS:-50}
+SAMPLE_VIDEO_SIZE=${SAMPLE_VIDEO_SIZE:-128}  # drafts at the model's size; `evaluate` runs small_pack.py finish
 DEVICE=${DEVICE:-cuda}
 CONFIG=${CONFIG:-small}  # tiny: a CPU check of this script
 VARIANTS=(egotwin wo_im wo_ad wo_mr vidmld)
@@ -85,12 +86,12 @@ if [ "$CHUNK" = evaluate ]; then  # FILES: the folders the GPU chunks' files cam
   BIN=${BIN:-.venv/bin}
   SUBS=$REPRO/submissions
   mkdir -p "$SUBS" "$REPRO/meta"
-  for dir in ${FILES:?set FILES to the folders holding meta.tar.gz / submissions.tar.part-*}; do
-    if ls "$dir"/submissions.tar.part-* >/dev/null 2>&1; then cat "$dir"/submissions.tar.part-* | tar -C "$SUBS" -xf -; fi
+  for dir in ${FILES:?set FILES to the folders holding meta.tar.gz / submissions.tgz.part-*}; do
+    if ls "$dir"/submissions.tgz.part-* >/dev/null 2>&1; then cat "$dir"/submissions.tgz.part-* | tar -C "$SUBS" -xzf -; fi
     [ -f "$dir/meta.tar.gz" ] && tar -C "$REPRO" -xzf "$dir/meta.tar.gz"
   done
-  for sub in "$SUBS"/*-tm2v "$SUBS"/*-tv2m; do
-    [ -d "$sub" ] && "$BIN/python" pipelines/small_pack.py restore-conditions --submission "$sub" --reference "$REPRO/dataset"
+  for sub in "$SUBS"/*-t2vm "$SUBS"/*-tm2v "$SUBS"/*-tv2m; do  # 128 px drafts -> 480 px, conditions restored
+    [ -d "$sub" ] && "$BIN/python" pipelines/small_pack.py finish --submission "$sub" --reference "$REPRO/dataset"
   done
   [ -d "$SUBS/ground_truth" ] || "$BIN/egotwin-bench" make-submission --from-reference "$REPRO/dataset" --out "$SUBS/ground_truth"
   [ -d "$SUBS/shuffled_motion" ] || "$BIN/egotwin-bench" make-submission --from-reference "$REPRO/dataset" \
@@ -116,6 +117,7 @@ DATA=$RUNS/dataset128
 SUBS=$RUNS/submissions
 touch "$RUNS/.chunk-start"
 export PYTHONUNBUFFERED=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}  # up to 8 processes share the host's CPU cores
 if ! $PY -c "import av, diffusers, roma" 2>/dev/null; then
   [ -d /tmp/site ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -133,51 +135,55 @@ stage() {  # stage RUN NAME STEPS [extra]: train unless the stage's weights exis
   local done_file=$RUNS/$run/$name/model.safetensors
   [ "$name" = video-vae ] && done_file=$RUNS/$run/encoders/vae/config.json
   [ -f "$done_file" ] || timed "$run/$name" "${MODEL[@]}" train --stage "$name" --config "$CONFIG" --variant "$run" \
-    --dataset "$DATA" --out "$RUNS/$run" --max-steps "$steps" --device "$DEVICE" --log-every 50 --checkpoint-every 250 "$@"
+    --dataset "$DATA" --out "$RUNS/$run" --max-steps "$steps" --device "$DEVICE" --log-every 50 --checkpoint-every 100 "$@"
 }
 sample() {  # sample RUN TASK
   [ -f "$SUBS/$1-$2/submission.json" ] || timed "$1/sample-$2" "${MODEL[@]}" sample --task "$2" \
-    --run "$RUNS/$1" --dataset "$DATA" --out "$SUBS/$1-$2" --steps "$SAMPLE_STEPS" --batch-size 24 --device "$DEVICE"
+    --run "$RUNS/$1" --dataset "$DATA" --out "$SUBS/$1-$2" --steps "$SAMPLE_STEPS" --batch-size 24 --device "$DEVICE" \
+    --video-size "$SAMPLE_VIDEO_SIZE"
 }
 probe() {  # probe RUN: held-out condition losses (egotwin_model/coupling.py)
   [ -s "$RUNS/probes/$1.json" ] || timed "$1/probe" $PY -m egotwin_model.coupling --run "$RUNS/$1" --split test \
     --device "$DEVICE" --out "$RUNS/probes/$1.json"
 }
 
-gpu() {  # the whole GPU pipeline in order; finished steps are skipped, the budget cuts the rest
+gpu() {  # the whole GPU pipeline in dependency order; independent steps run side by side on the one
+  # GPU (each small run leaves most of an H200 idle); finished steps are skipped, the budget cuts the rest
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU"; } >"$RUNS/device.txt" 2>/dev/null
+  local smi=""  # GPU utilisation and memory every 5 s, for the record (gpu_util.csv)
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 5 >>"$RUNS/gpu_util.csv" & smi=$!
+  fi
   stage egotwin video-vae "$STEPS_VIDEO_VAE"
   [ -f "$base/cache/manifest.json" ] || timed precompute "${MODEL[@]}" precompute --dataset "$DATA" --out "$base" --device "$DEVICE" --batch-size 16
   for v in wo_im wo_ad wo_mr vidmld; do link "$v" encoders egotwin; link "$v" cache egotwin; done
-  stage egotwin vae "$STEPS_VAE"
+  stage egotwin vae "$STEPS_VAE" & stage wo_mr vae "$STEPS_VAE" & wait
   for v in wo_im wo_ad; do link "$v" vae egotwin; done
-  stage wo_mr vae "$STEPS_VAE"
   link vidmld vae wo_mr
-  stage egotwin t2m "$STEPS_T2M"
   link wo_im t2m egotwin
-  for v in wo_ad wo_mr vidmld; do stage "$v" t2m "$STEPS_T2M"; done
-  stage egotwin joint "$STEPS_JOINT"
-  for task in t2vm tv2m tm2v; do sample egotwin "$task"; done
-  probe egotwin
-  for v in vidmld wo_mr wo_im wo_ad; do
-    stage "$v" joint "$STEPS_JOINT"; sample "$v" t2vm; probe "$v"
-  done
-  sample vidmld tv2m
+  for v in egotwin wo_ad wo_mr vidmld; do stage "$v" t2m "$STEPS_T2M" & done; wait
+  for v in "${VARIANTS[@]}"; do stage "$v" joint "$STEPS_JOINT" & done; wait
+  for v in "${VARIANTS[@]}"; do sample "$v" t2vm & done
+  sample egotwin tv2m & sample egotwin tm2v & sample vidmld tv2m & wait
+  for v in "${VARIANTS[@]}"; do probe "$v" & done; wait
+  [ -n "$smi" ] && kill "$smi"
   [ "$(ls -d "$SUBS"/*/submission.json 2>/dev/null | wc -l)" -ge 8 ] && echo "reproduce_small: every step done" || true
 }
 collect() {  # logs, probes, timings -> meta.tar.gz; this chunk's new submissions -> parts of 15 MiB
   local meta=$RUNS/meta
   rm -rf "$meta"; mkdir -p "$meta"
-  cp "$RUNS"/timings.jsonl "$RUNS"/probes/*.json "$RUNS"/device.txt "$meta"/ 2>/dev/null || true
+  cp "$RUNS"/timings.jsonl "$RUNS"/probes/*.json "$RUNS"/device.txt "$RUNS"/gpu_util.csv "$meta"/ 2>/dev/null || true
   for v in "${VARIANTS[@]}"; do
     for s in video-vae vae t2m joint; do
       [ -f "$RUNS/$v/$s/log.jsonl" ] && [ ! -L "$RUNS/$v/$s" ] && cp "$RUNS/$v/$s/log.jsonl" "$meta/log-$v-$s.jsonl"
     done
   done
   tar -C "$RUNS" -czf "$OUT/meta.tar.gz" meta
-  local new; new=$(find "$SUBS" -mindepth 1 -maxdepth 1 -type d -newer "$RUNS/.chunk-start" -printf '%f\n' | sort)
+  # COLLECT="name ..." sends those submissions instead (a call of its own when one chunk made more
+  # than the 64 MB a call brings back: 8 drafts of 70 clips are ~70 MB)
+  local new; new=${COLLECT:-$(find "$SUBS" -mindepth 1 -maxdepth 1 -type d -newer "$RUNS/.chunk-start" -printf '%f\n' | sort)}
   if [ -n "$new" ]; then
-    tar -C "$SUBS" -cf - $new | split -b 15m - "$OUT/submissions.tar.part-"
+    tar -C "$SUBS" -czf - $new | split -b 15m - "$OUT/submissions.tgz.part-"
   fi
 }
 case "$CHUNK" in

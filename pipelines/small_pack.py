@@ -22,17 +22,22 @@ scores against the full-size source dataset.
 
     python pipelines/small_pack.py pack   --dataset DATASET --out PACK [--size 128]
     python pipelines/small_pack.py unpack --pack PACK --out DATASET_128
-    python pipelines/small_pack.py restore-conditions --submission SUB --reference DATASET
+    python pipelines/small_pack.py finish --submission SUB --reference DATASET
 
-TM2V and TV2M submissions sampled against the 128 px pack copy the *condition* modality from
-it (`egotwin_model.sample`); `restore-conditions` puts back the full-size reference's (the 480 px
-video of TV2M, the unquantised motion of TM2V), so that the condition is exactly the benchmark's
-reference clip and only the generated modality is the model's.
+On the GPU host, `egotwin-model sample --video-size 128` writes the generated videos at the
+model's size (70 clips: ~4 MB instead of ~40 MB at 480 px). TM2V and TV2M submissions sampled
+against the 128 px pack copy the *condition* modality from it (`egotwin_model.sample`).
+`finish` upsamples the generated videos to 480 px with the sampler's `upsample_video` (what
+`sample` itself does at the default size; the one difference is one more x264 pass at 128 px)
+and puts back the full-size reference's condition (the 480 px video of TV2M, the unquantised
+motion of TM2V), so that the condition is exactly the benchmark's reference clip and only the
+generated modality is the model's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -43,13 +48,14 @@ import pyarrow.parquet as pq
 import torch
 from scipy.spatial.transform import Rotation
 
-from egotwin_bench.constants import VIDEO_FPS
+from egotwin_bench.constants import VIDEO_FPS, VIDEO_SIZE
 from egotwin_bench.curation.shards import ARRAY_SHAPES, atomic_write_table, atomic_write_text, clip_schema, column_array, rows_to_table
 from egotwin_bench.curation.video import decode_mp4, encode_mp4
 from egotwin_bench.evaluate.reference import load_clips, shard_paths
-from egotwin_bench.evaluate.submission import read_meta, read_motion, write_clip
+from egotwin_bench.evaluate.submission import read_meta, read_motion, write_clip, write_meta
 from egotwin_bench.skeleton import HEAD
 from egotwin_model.encoders import resize_frames
+from egotwin_model.sample import upsample_video
 
 POSITION_STEP_M: float = 2.5e-4
 """Position quantum, metres (int16 -> +-8.19 m around the clip's first head position)."""
@@ -163,23 +169,36 @@ def unpack(pack_dir: Path, out: Path) -> int:
     return len(rows)
 
 
-def restore_conditions(submission: Path, reference: Path) -> int:
-    """Rewrite the condition modality of a TM2V / TV2M submission from `reference`; returns clips."""
+def finish(submission: Path, reference: Path) -> dict[str, int]:
+    """A submission sampled on the GPU host against the pack -> the benchmark's form.
+
+    Generated videos written at the model's size (`egotwin-model sample --video-size 128`, to
+    keep the transfer small) are upsampled to VIDEO_SIZE with the sampler's own
+    `upsample_video`; the condition modality of TM2V / TV2M is rewritten from the full-size
+    `reference`. Returns {"upsampled": clips, "restored": clips}; running it twice is a no-op.
+    """
     meta = read_meta(submission)
-    if meta.task not in ("tm2v", "tv2m"):
-        return 0
-    n = 0
+    counts = {"upsampled": 0, "restored": 0}
     for clip in load_clips(reference, "test", with_video=meta.task == "tv2m"):
         mp4, npz = submission / f"{clip.clip_id}.mp4", submission / f"{clip.clip_id}.npz"
         if not (mp4.is_file() and npz.is_file()):
             continue
-        if meta.task == "tv2m":
-            positions, rotations = read_motion(npz, meta.motion_format)
-            write_clip(submission, clip.clip_id, clip.video_mp4, positions=positions, rotations=rotations)
+        video = clip.video_mp4 if meta.task == "tv2m" else mp4.read_bytes()
+        if meta.task != "tv2m":
+            frames = decode_mp4(video)
+            if frames.shape[1] != VIDEO_SIZE:
+                video = encode_mp4(upsample_video(torch.from_numpy(frames)))
+                counts["upsampled"] += 1
+        if meta.task == "tm2v":
+            positions, rotations = clip.positions, clip.rotations
         else:
-            write_clip(submission, clip.clip_id, mp4.read_bytes(), positions=clip.positions, rotations=clip.rotations)
-        n += 1
-    return n
+            positions, rotations = read_motion(npz, meta.motion_format)
+        if meta.task in ("tm2v", "tv2m"):
+            counts["restored"] += 1
+        write_clip(submission, clip.clip_id, video, positions=positions, rotations=rotations)
+    if counts["upsampled"]:
+        write_meta(submission, dataclasses.replace(meta, model={**meta.model, "upsampled_to": VIDEO_SIZE}))
+    return counts
 
 
 def main() -> None:
@@ -194,14 +213,15 @@ def main() -> None:
     u = sub.add_parser("unpack", help="PACK -> dataset at the pack's size")
     u.add_argument("--pack", type=Path, required=True)
     u.add_argument("--out", type=Path, required=True)
-    r = sub.add_parser("restore-conditions", help="TM2V/TV2M submission: the condition modality from the full-size reference")
+    r = sub.add_parser("finish", help="a submission sampled against the pack: videos upsampled to 480 px, "
+                       "TM2V/TV2M conditions from the full-size reference")
     r.add_argument("--submission", type=Path, required=True)
     r.add_argument("--reference", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "pack":
         print(json.dumps(pack(args.dataset, args.out, args.size, tuple(args.splits.split(",")), args.crf)))
-    elif args.command == "restore-conditions":
-        print(json.dumps({"submission": str(args.submission), "restored": restore_conditions(args.submission, args.reference)}))
+    elif args.command == "finish":
+        print(json.dumps({"submission": str(args.submission), **finish(args.submission, args.reference)}))
     else:
         print(json.dumps({"clips": unpack(args.pack, args.out), "out": str(args.out)}))
 

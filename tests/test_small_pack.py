@@ -60,3 +60,29 @@ def test_pack_unpack_gives_a_readable_dataset_at_the_small_size(built_dataset, t
             assert clip.intrinsics[0, 2] == (ref.intrinsics[0, 2] + 0.5) * 64 / 480 - 0.5
             frames = small_pack.decode_mp4(clip.video_mp4)
             assert frames.shape == (41, 64, 64, 3)
+
+
+def test_finish_upsamples_drafts_and_restores_the_condition_from_the_full_size_reference(built_dataset, tmp_path) -> None:
+    """A TV2M draft sampled against the pack: the reference's 480 px video comes back byte for
+    byte and the generated motion is kept; a T2VM draft at 64 px is upsampled to 480 px."""
+    from egotwin_bench.evaluate.submission import SubmissionMeta, read_meta, read_motion, write_clip, write_meta
+
+    clips = load_clips(built_dataset, "test", with_video=True)[:2]
+    small = {c.clip_id: small_pack.resize_video(c.video_mp4, 64)[0] for c in clips}
+    for task in ("t2vm", "tv2m"):
+        sub = tmp_path / task
+        sub.mkdir()
+        for c in clips:
+            write_clip(sub, c.clip_id, small[c.clip_id], positions=c.positions + 1.0, rotations=c.rotations)
+        write_meta(sub, SubmissionMeta(method=task, task=task, motion_format="world_joints"))
+        counts = small_pack.finish(sub, built_dataset)
+        assert counts == ({"upsampled": 2, "restored": 0} if task == "t2vm" else {"upsampled": 0, "restored": 2})
+        for c in clips:
+            mp4 = (sub / f"{c.clip_id}.mp4").read_bytes()
+            assert small_pack.decode_mp4(mp4).shape == (41, 480, 480, 3)
+            if task == "tv2m":
+                assert mp4 == c.video_mp4
+            positions, _ = read_motion(sub / f"{c.clip_id}.npz", "world_joints")
+            np.testing.assert_allclose(positions, c.positions + 1.0, atol=1e-5)
+        assert small_pack.finish(sub, built_dataset)["upsampled"] == 0  # a second run changes nothing
+        assert read_meta(sub).model.get("upsampled_to") == (480 if task == "t2vm" else None)

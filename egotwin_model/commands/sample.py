@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from egotwin_bench.constants import VIDEO_SIZE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("sample")
@@ -23,6 +25,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(2, "--batch-size", min=1, help="Clips per batch (each step runs up to 5 guidance passes)."),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("cpu", "--device"),
+        video_size: int = typer.Option(VIDEO_SIZE, "--video-size", min=8, help=f"Side of the written videos (default {VIDEO_SIZE}, what evaluate takes; a smaller side writes a draft that pipelines/small_pack.py finish upsamples)."),
     ) -> None:
         """Sample the reference test split and write a submission `egotwin-bench evaluate` accepts."""
         from egotwin_model.encoders import MissingWeightsError
@@ -31,7 +34,7 @@ def register(app: typer.Typer) -> None:
         if task not in ("t2vm", "tm2v", "tv2m"):
             raise typer.BadParameter("--task must be t2vm, tm2v or tv2m")
         sc = SampleConfig(task=task, steps=steps, text_scale=w_text, video_scale=w_video, motion_scale=w_motion,
-                          seed=seed, batch_size=batch_size, limit=limit, device=device)
+                          seed=seed, batch_size=batch_size, limit=limit, device=device, video_size=video_size)
         try:
             folder = write_submission(checkpoint, reference, out, sc)
         except (MissingWeightsError, FileNotFoundError, ValueError, KeyError) as err:
