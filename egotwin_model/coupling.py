@@ -38,8 +38,11 @@ import torch
 from egotwin_model import diffusion
 from egotwin_model.dit import EgoTwinDiT
 from egotwin_model.precompute import write_json
-from egotwin_model.train import (CachedClips, dit_path, load_motion_vae, load_weights, motion_latents, open_run,
-                                 video_condition)
+from egotwin_model.cached_clips import CachedClips
+from egotwin_model.checkpoint import load_weights
+from egotwin_model.run import dit_path, open_run
+from egotwin_model.stages.motion_vae import load_motion_vae
+from egotwin_model.stages.t2m_joint import motion_latents, video_condition
 
 
 def gaussian_denoiser_mse(x0: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, alphas: torch.Tensor,

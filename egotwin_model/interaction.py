@@ -28,6 +28,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from egotwin_model.merged_attention import fused_kernel, merged_masked_attention, split_dense_mask
+
 TEXT, VIDEO, MOTION = 0, 1, 2
 KIND_CODES: dict[str, int] = {"text": TEXT, "video": VIDEO, "motion": MOTION}
 Backend = Literal["auto", "dense", "flex", "merged"]
@@ -158,8 +160,6 @@ def _cached_block(layout: TokenLayout, device: str):
 @lru_cache(maxsize=16)
 def _cached_merged(layout: TokenLayout, device: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(main_to_motion, motion_to_all, fused kernel name) of the merged backend."""
-    from egotwin_model.merged_attention import fused_kernel, split_dense_mask
-
     return (*split_dense_mask(dense_mask(layout, device), layout.motion), fused_kernel(device))
 
 
@@ -187,7 +187,5 @@ def joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask_spec
         return F.scaled_dot_product_attention(q, k, v, attn_mask=masks)
     if route == "flex":
         return _flex_attention(q.is_cuda)(q, k, v, block_mask=masks)
-    from egotwin_model.merged_attention import merged_masked_attention
-
     main_to_motion, motion_to_all, kernel = masks
     return merged_masked_attention(q, k, v, main_to_motion, motion_to_all, kernel=kernel)

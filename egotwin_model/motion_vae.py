@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from egotwin_bench.motion import REPRESENTATIONS
 from egotwin_model.config import MotionVAEConfig
 from egotwin_model.pretrained import PretrainedMixin
 
@@ -261,7 +262,5 @@ def vae_loss(recon: torch.Tensor, target: torch.Tensor, kl: torch.Tensor, groups
 
 def group_indices(representation: str) -> dict[str, GroupIndex]:
     """The VAE loss groups of a representation (`head_centric`, `root_centric`)."""
-    from egotwin_bench.motion import REPRESENTATIONS
-
     rep = REPRESENTATIONS[representation]
     return dict(rep.LOSS_GROUPS)

@@ -9,7 +9,9 @@ and N GPUs under ``torchrun`` (NCCL):
 * `apply_compile` — ``torch.compile`` each block (FlexAttention is compiled inside);
 * `apply_fsdp` — FSDP2 ``fully_shard`` per block, then the root, bf16 params / fp32 reductions;
 * `save_checkpoint` / `load_checkpoint` — ``torch.distributed.checkpoint`` (sharded, resharding
-  on load) of model + optimizer + a small JSON-able training state.
+  on load) of model + optimizer + a small JSON-able training state;
+* `parallelize` — the above applied to a training `Stage`; `rank_batch`, `is_main`,
+  `launched_by_torchrun` — what the loop asks of the process group.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from typing import Any, Iterable
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from egotwin_model.run import TrainConfig
+from egotwin_model.stages.base import Stage
 
 
 @dataclass(frozen=True)
@@ -170,3 +175,39 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     set_state_dict(model, optimizer if optimizer is not None else [], model_state_dict=payload["model"],
                    optim_state_dict=payload.get("optim", {}))
     return json.loads((path / "train_state.json").read_text())
+
+
+# ------------------------------------------------------------------------- training stages
+
+def launched_by_torchrun() -> bool:
+    """True under ``torchrun`` (it sets RANK / LOCAL_RANK / WORLD_SIZE)."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def parallelize(stage: Stage, info, tc: TrainConfig) -> None:
+    """FSDP2 (`egotwin_model.parallel.apply_fsdp`): shard `stage.blocks` one by one, then the root.
+
+    bf16 compute / fp32 master weights on CUDA, fp32 on CPU; activation checkpointing of every
+    `tc.ac_every`-th block (0: off), then ``torch.compile`` per block if `tc.compile` (the order
+    of torchtitan: AC wrapper inside the compiled unit, FSDP outside).
+    """
+    blocks = [stage.blocks] if stage.blocks is not None else []
+    if tc.ac_every and blocks:
+        apply_activation_checkpointing(stage.blocks, every=tc.ac_every)
+    if tc.compile and blocks:
+        apply_compile(stage.blocks)
+    dtype = torch.bfloat16 if info.device.type == "cuda" else torch.float32
+    apply_fsdp(stage.model, blocks, info, param_dtype=dtype)
+
+
+def rank_batch(indices: list[int], info) -> list[int]:
+    """This rank's share of the global batch (`indices` split round-robin over the ranks)."""
+    if info is None or info.world_size == 1:
+        return indices
+    if len(indices) % info.world_size:
+        raise ValueError(f"--batch-size {len(indices)} must be a multiple of the {info.world_size} ranks")
+    return indices[info.rank::info.world_size]
+
+
+def is_main(info) -> bool:
+    return info is None or info.is_main

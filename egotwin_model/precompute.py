@@ -34,6 +34,9 @@ import numpy as np
 import torch
 
 from egotwin_bench.constants import VIDEO_FRAMES
+from egotwin_bench.curation.shards import column_array
+from egotwin_bench.curation.video import decode_mp4
+from egotwin_bench.evaluate.reference import shard_paths, split_ids
 from egotwin_bench.motion import REPRESENTATIONS
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -54,8 +57,6 @@ class Clip:
 
     def frames(self) -> np.ndarray:
         """uint8 (41, 480, 480, 3) RGB."""
-        from egotwin_bench.curation.video import decode_mp4
-
         frames = decode_mp4(self.video_mp4)
         if frames.shape[0] != VIDEO_FRAMES:
             raise ValueError(f"clip {self.clip_id}: {frames.shape[0]} video frames, expected {VIDEO_FRAMES}")
@@ -65,9 +66,6 @@ class Clip:
 def read_clips(dataset: str | Path, split: str, limit: int | None = None, with_video: bool = True) -> Iterator[Clip]:
     """Stream the clips of `split` (the first `limit` of splits.json) shard by shard."""
     import pyarrow.parquet as pq
-
-    from egotwin_bench.curation.shards import column_array
-    from egotwin_bench.evaluate.reference import shard_paths, split_ids
 
     wanted = set(split_ids(dataset, split)[:limit])
     seen: set[str] = set()
@@ -160,8 +158,6 @@ def precompute(
     }
     if (cache / "manifest.json").is_file():  # keep the splits cached by earlier calls (same version)
         manifest["splits"] = {k: v for k, v in load_manifest(cache)["splits"].items() if k not in splits}
-    from egotwin_bench.evaluate.reference import split_ids
-
     for split in splits:
         ids = split_ids(dataset, split)[:limit]
         manifest["splits"][split] = ids

@@ -28,16 +28,32 @@ For each clip of the reference dataset's test split:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from egotwin_bench import geometry
 from egotwin_bench.constants import VIDEO_SIZE
+from egotwin_bench.curation.video import decode_mp4, encode_mp4
+from egotwin_bench.evaluate.reference import load_clips, reference_name
+from egotwin_bench.evaluate.submission import SAFE_NAME, SubmissionMeta, write_clip, write_meta
+from egotwin_bench.motion import REPRESENTATIONS, head_centric, root_centric
+from egotwin_bench.skeleton import PELVIS
+from egotwin_model import diffusion, guidance
+from egotwin_model.checkpoint import load_weights
 from egotwin_model.config import VIDEO_LATENT_FRAMES, EgoTwinConfig, GuidanceConfig
+from egotwin_model.dit import EgoTwinDiT
+from egotwin_model.encoders import load_encoders
+from egotwin_model.guidance import TASKS
+from egotwin_model.precompute import load_tensors
+from egotwin_model.run import dit_path, encoders_dir, open_run, video_size
+from egotwin_model.stages.motion_vae import load_motion_vae
+from egotwin_model.stages.t2m_joint import motion_latents
 
 
 @dataclass(frozen=True)
@@ -82,11 +98,6 @@ class Sampler:
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu") -> "Sampler":
         """Load the joint-stage DiT, both VAEs, the text encoder and the motion statistics."""
-        from egotwin_model.dit import EgoTwinDiT
-        from egotwin_model.encoders import load_encoders
-        from egotwin_model.precompute import load_tensors
-        from egotwin_model.train import dit_path, encoders_dir, load_motion_vae, load_weights, open_run, video_size
-
         run_dir = Path(run_dir)
         settings = open_run(run_dir, None)
         config = settings.model_config()
@@ -108,9 +119,6 @@ class Sampler:
 
     def motion_latents(self, positions: np.ndarray, rotations: np.ndarray) -> torch.Tensor:
         """World motion (B, 81, 23, 3) / (B, 81, 23, 3, 3) -> scaled latents (B, 21, C_m) (posterior mean)."""
-        from egotwin_bench.motion import REPRESENTATIONS
-        from egotwin_model.train import motion_latents
-
         feats = torch.as_tensor(np.asarray(REPRESENTATIONS[self.config.representation].encode(positions, rotations),
                                            dtype=np.float32))
         device = self.null_text.device
@@ -132,8 +140,6 @@ class Sampler:
         """Denoise one batch. `video_cond` (B, F', C, h, w) / `motion_cond` (B, L, C_m): latent 0 is the
         condition; the rest is used only when the modality is the task's condition (TM2V motion,
         TV2M video). Returns final (video, motion) latents (the condition modality unchanged)."""
-        from egotwin_model import diffusion, guidance
-
         cfg = self.config
         scheduler = diffusion.make_scheduler(cfg.diffusion)
         timesteps = diffusion.set_inference_steps(scheduler, steps, device=text.device)
@@ -163,10 +169,6 @@ def decode_to_world(representation: str, features: np.ndarray, ref_positions: np
     head_centric: the reference's first head pose (`canonical_transform`). root_centric: the
     rigid map undone by `root_centric.canonicalize`, recovered from the reference's frame-0 pelvis.
     """
-    from egotwin_bench import geometry
-    from egotwin_bench.motion import head_centric, root_centric
-    from egotwin_bench.skeleton import PELVIS
-
     ref_positions, ref_rotations = np.asarray(ref_positions, np.float64), np.asarray(ref_rotations, np.float64)
     if representation == "head_centric":
         T = np.asarray(head_centric.canonical_transform(ref_positions, ref_rotations))
@@ -195,15 +197,6 @@ def upsample_video(frames: torch.Tensor, size: int = VIDEO_SIZE) -> np.ndarray:
 def write_submission(run_dir: str | Path, reference: str | Path, out: str | Path, sc: SampleConfig,
                      method: str | None = None, progress: bool = True) -> Path:
     """Sample every (first `limit`) test clip of `reference` into the submission folder `out`."""
-    from dataclasses import asdict
-
-    from tqdm import tqdm
-
-    from egotwin_bench.curation.video import decode_mp4, encode_mp4
-    from egotwin_bench.evaluate.reference import load_clips, reference_name
-    from egotwin_bench.evaluate.submission import SAFE_NAME, SubmissionMeta, write_clip, write_meta
-    from egotwin_model.guidance import TASKS
-
     if sc.task not in TASKS:
         raise ValueError(f"unknown task {sc.task!r}; use one of {', '.join(TASKS)}")
     out = Path(out)

@@ -10,19 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from egotwin_model import checkpoint
 from egotwin_model import train as train_mod
 from egotwin_model.precompute import load_tensors
-from egotwin_model.train import (
-    batch_indices,
-    build_stage,
-    dit_path,
-    evaluation_loss,
-    make_run_settings,
-    motion_vae_path,
-    open_run,
-    run_stage,
-    train_config,
-)
+from egotwin_model.run import dit_path, make_run_settings, motion_vae_path, open_run, train_config
+from egotwin_model.stages import base as stage_base
+from egotwin_model.stages import t2m_joint
+from egotwin_model.train import batch_indices, build_stage, evaluation_loss, run_stage
 from tests.fixtures_model import TINY_BATCH, TINY_LR, cli
 
 
@@ -70,9 +64,9 @@ def test_t2m_trains_only_the_motion_branch(tiny_run: Path) -> None:
     from egotwin_model.dit import EgoTwinDiT, _is_motion
 
     config = open_run(tiny_run, None).model_config()
-    start = train_mod.seeded(lambda: EgoTwinDiT(config.dit), 0).state_dict()
+    start = stage_base.seeded(lambda: EgoTwinDiT(config.dit), 0).state_dict()
     trained = load_tensors(dit_path(tiny_run, "t2m"))
-    key = train_mod.TIME_EMBEDDING_WEIGHT
+    key = t2m_joint.TIME_EMBEDDING_WEIGHT
     for name, value in trained.items():
         if _is_motion(name):
             continue
@@ -89,19 +83,19 @@ def test_drop_text_rate_and_rows() -> None:
     """Rows become the null prompt with probability p, and only whole rows."""
     g = torch.Generator().manual_seed(0)
     text, null = torch.randn(20_000, 3, 2, generator=g), torch.zeros(3, 2)
-    out = train_mod.drop_text(text, null, 0.1, g)
+    out = t2m_joint.drop_text(text, null, 0.1, g)
     dropped = (out == 0).all(dim=(1, 2))
     assert 0.09 < dropped.float().mean().item() < 0.11
     assert torch.equal(out[~dropped], text[~dropped])
-    assert torch.equal(train_mod.drop_text(text, null, 0.0, g), text)
+    assert torch.equal(t2m_joint.drop_text(text, null, 0.0, g), text)
 
 
 @pytest.mark.parametrize("stage", ["t2m", "joint"])
 def test_diffusion_stages_drop_text_with_p_01(tiny_run: Path, stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stages 2 and 3 both apply the 10% text dropout (paper §3.3) in their loss."""
     calls: list[float] = []
-    real = train_mod.drop_text
-    monkeypatch.setattr(train_mod, "drop_text", lambda t, n, p, g: calls.append(p) or real(t, n, p, g))
+    real = t2m_joint.drop_text
+    monkeypatch.setattr(t2m_joint, "drop_text", lambda t, n, p, g: calls.append(p) or real(t, n, p, g))
     settings = open_run(tiny_run, None)
     tc = train_config(stage, settings.model_config(), batch_size=2)
     built = build_stage(stage, tiny_run, settings, tc)
@@ -133,7 +127,7 @@ def test_resume_after_a_crash_is_bit_exact(tiny_run: Path, tmp_path: Path, monke
     monkeypatch.setattr(train_mod, "train_step", crashing_step)
     with pytest.raises(_Killed):
         run_stage(stage, resumed, checkpoint_every=2, **options)
-    assert train_mod.latest_checkpoint(resumed, stage).name == "step-2"
+    assert checkpoint.latest_checkpoint(resumed, stage).name == "step-2"
     assert not _weights(stage, resumed).exists()
     monkeypatch.setattr(train_mod, "train_step", real_step)
     log = run_stage(stage, resumed, checkpoint_every=2, **options)
@@ -260,7 +254,7 @@ def test_fsdp2_world_of_one_trains_the_tiny_joint_stage_and_resumes_exactly(tiny
     """The GPU code path on CPU: FSDP2 (one gloo process) + activation checkpointing around the
     tiny joint stage, DCP checkpoint at step 2, resume in fresh modules == uninterrupted run."""
     from egotwin_model.parallel import init_distributed
-    from egotwin_model.train import parallelize
+    from egotwin_model.parallel import parallelize
     from egotwin_model.train import train as train_stage
 
     info = init_distributed("cpu")

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         video_size: int = typer.Option(VIDEO_SIZE, "--video-size", min=8, help=f"Side of the written videos (default {VIDEO_SIZE}, what evaluate takes; a smaller side writes a draft that pipelines/small_pack.py finish upsamples)."),
     ) -> None:
         """Sample the reference test split and write a submission `egotwin-bench evaluate` accepts."""
+        # lazy: torch + diffusers load when the command runs, so `egotwin-model --help` stays fast
         from egotwin_model.encoders import MissingWeightsError
         from egotwin_model.sample import SampleConfig, write_submission
 

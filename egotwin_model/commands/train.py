@@ -14,7 +14,8 @@ STAGE_HELP = "video-vae (tiny only: trains the small CogVideoX VAE), vae (motion
 def _settings(config: Optional[str], representation: Optional[str], no_interaction_mask: bool,
               sync_diffusion: bool, variant: Optional[str], weights: Optional[Path]):
     """New run settings when any config/variant option is given, else None (use RUN_DIR/run.json)."""
-    from egotwin_model.train import make_run_settings
+    # lazy: torch + diffusers load when a command runs, so `egotwin-model --help` stays fast
+    from egotwin_model.run import make_run_settings
 
     if config is None:
         if representation or no_interaction_mask or sync_diffusion or variant or weights:
@@ -58,6 +59,7 @@ def register(app: typer.Typer) -> None:
         build the encoder cache (RUN_DIR/cache) from --dataset when it is missing. Multi-GPU:
         `torchrun --nproc-per-node N -m egotwin_model.train --stage joint --run RUN_DIR --device cuda`.
         """
+        # lazy: torch + diffusers load when the command runs, so `egotwin-model --help` stays fast
         from egotwin_model.train import STAGES, run_stage
 
         if stage not in STAGES:
@@ -98,8 +100,9 @@ def register(app: typer.Typer) -> None:
         """Cache T5 text embeddings, video latents and motion features per clip (training never runs T5/the VAE)."""
         import torch
 
+        # lazy: torch + diffusers load when the command runs, so `egotwin-model --help` stays fast
         from egotwin_model.encoders import MissingWeightsError
-        from egotwin_model.train import open_run, precompute_run
+        from egotwin_model.run import open_run, precompute_run
 
         if dtype not in ("float32", "bfloat16"):
             raise typer.BadParameter("--dtype must be float32 or bfloat16")
