@@ -1,1 +1,2 @@
-"""Submission format, validation, the evaluation runner and the leaderboard."""
+"""Submission format, validation, reference clips, the per-clip cache, the metric providers
+(`providers/`), the evaluation runner and the leaderboard (docs/architecture.md)."""
