@@ -1,4 +1,5 @@
-"""Video feature networks of I-FID, FVD and CLIP-SIM (their providers: `egotwin_bench.evaluate.providers.video_quality`).
+"""Video feature networks of I-FID, FVD and CLIP-SIM (their providers:
+`egotwin_bench.evaluate.providers.video_quality`).
 
 Architectures built in code, weights from local files, see `egotwin_bench.weights`):
 
