@@ -7,7 +7,13 @@
 #   OUT=benchmarks/results bash pipelines/paper_pipeline_gpu.sh [STEP ...]
 #
 # STEPs (default: all, in this order): data weights precompute vae t2m joint joint_resume
-# sample_t2vm sample_tm2v sample_tv2m evaluate. Each step is one process, measured on its own, and
+# sample_t2vm sample_tm2v sample_tv2m collect evaluate. A bare GPU host has torch but not ray,
+# polars or PyAV: there, run `data` and `evaluate` on the CPU host (where the project is
+# installed) and carry the dataset and the wheels (.whl/: PyAV, diffusers, roma) across:
+#   CPU:  WORK=.paper SEQUENCES=3 SECONDS_PER_SEQUENCE=45 ENGINE=local bash pipelines/paper_pipeline_gpu.sh data
+#   GPU:  DATA=.paper/dataset bash pipelines/paper_pipeline_gpu.sh weights precompute vae t2m joint \
+#           joint_resume sample_t2vm sample_tm2v sample_tv2m collect     (OUT=$OUT of the device call)
+#   CPU:  tar -C .paper -xf OUT/paper_submissions.tar; WORK=.paper bash pipelines/paper_pipeline_gpu.sh evaluate Each step is one process, measured on its own, and
 # fits in a 10-minute device call, so a lead can run them a few at a time on the same warm machine
 # (state lives in $WORK; a step already completed is skipped, rm $WORK/.done/STEP reruns it).
 # Every step appends one JSON line to $OUT/paper_pipeline.jsonl:
@@ -48,10 +54,10 @@ KILL_AFTER=${KILL_AFTER:-590}
 SAMPLE_STEPS=${SAMPLE_STEPS:-50}
 WORKERS=${WORKERS:-8}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-DATA=$WORK/dataset
+DATA=${DATA:-$WORK/dataset}
 WEIGHTS=$WORK/weights
 RUN=$WORK/run
-SUBS=$WORK/submissions
+SUBS=${SUBS:-$WORK/submissions}
 LOGS=$OUT/paper_pipeline_logs
 mkdir -p "$WORK/.done" "$OUT" "$LOGS"
 
@@ -122,7 +128,7 @@ BENCH=("$PY" -m egotwin_bench.cli)
 
 run_step() {
   local step=$1
-  if [ -f "$WORK/.done/$step" ]; then echo "== $step: done before (rm $WORK/.done/$step to rerun)"; return 0; fi
+  if [ -f "$WORK/.done/$step" ] && [ "$step" != collect ]; then echo "== $step: done before (rm $WORK/.done/$step to rerun)"; return 0; fi
   echo "== $step"
   local rc=0
   # shellcheck disable=SC2086  # JOINT_FLAGS is a list of flags
@@ -154,6 +160,8 @@ run_step() {
       local task=${step#sample_}
       measure "$step" 590 "${MODEL[@]}" sample --task "$task" --run "$RUN" --dataset "$DATA" \
         --out "$SUBS/egotwin-random-$task" --steps "$SAMPLE_STEPS" --limit 1 --batch-size 1 --device "$DEVICE" || rc=$? ;;
+    collect)  # the samples as one file of $OUT (a device call brings back files at most 2 folders down)
+      tar -C "$(dirname "$SUBS")" -cf "$OUT/paper_submissions.tar" "$(basename "$SUBS")" || rc=$? ;;
     evaluate)
       measure evaluate 590 "${BENCH[@]}" evaluate "$SUBS" --reference "$DATA" --out "$WORK/eval" --allow-partial \
         --workers 0 || rc=$? ;;
@@ -167,7 +175,7 @@ run_step() {
 }
 
 STEPS=("$@")
-[ ${#STEPS[@]} -eq 0 ] && STEPS=(data weights precompute vae t2m joint joint_resume sample_t2vm sample_tm2v sample_tv2m evaluate)
+[ ${#STEPS[@]} -eq 0 ] && STEPS=(data weights precompute vae t2m joint joint_resume sample_t2vm sample_tm2v sample_tv2m collect evaluate)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/paper_pipeline_device.txt" 2>/dev/null
 status=0
 for s in "${STEPS[@]}"; do

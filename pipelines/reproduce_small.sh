@@ -152,7 +152,7 @@ gpu() {  # the whole GPU pipeline in dependency order; independent steps run sid
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU"; } >"$RUNS/device.txt" 2>/dev/null
   local smi=""  # GPU utilisation and memory every 5 s, for the record (gpu_util.csv)
   if command -v nvidia-smi >/dev/null; then
-    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 5 >>"$RUNS/gpu_util.csv" & smi=$!
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 5 >>"$RUNS/gpu_util.csv" & smi=$!; disown "$smi"  # not one of the jobs `wait` waits for
   fi
   stage egotwin video-vae "$STEPS_VIDEO_VAE"
   [ -f "$base/cache/manifest.json" ] || timed precompute "${MODEL[@]}" precompute --dataset "$DATA" --out "$base" --device "$DEVICE" --batch-size 16

@@ -88,10 +88,18 @@ def probe_table(meta: Path) -> tuple[str, dict]:
 
 
 def tv2m_trajectories(repro: Path) -> tuple[str, dict]:
-    """TransErr / RotErr of each TV2M motion's head camera against the reference camera poses."""
+    """TransErr / RotErr of each TV2M motion's head camera against the reference camera poses.
+
+    The ground-truth submission (the clip's own motion: the upper bound) and the motion-shuffled
+    one (another clip's motion: chance) are scored the same way; `paired` gives, per TV2M
+    submission pair, the mean per-clip difference with a 95 % bootstrap interval over clips.
+    """
     refs = {c.clip_id: c for c in load_clips(repro / "dataset", "test", with_video=False)}
     out: dict = {}
-    for sub in sorted((repro / "submissions").glob("*-tv2m")):
+    per_clip: dict[str, dict[str, tuple[float, float]]] = {}
+    subs = sorted((repro / "submissions").glob("*-tv2m")) + [
+        repro / "submissions" / n for n in ("ground_truth", "shuffled_motion") if (repro / "submissions" / n).is_dir()]
+    for sub in subs:
         meta = read_meta(sub)
         trans, rot = [], []
         for clip_id, ref in refs.items():
@@ -103,13 +111,35 @@ def tv2m_trajectories(repro: Path) -> tuple[str, dict]:
                             head_camera_trajectory(pos.astype(np.float64), rotm.astype(np.float64), ref.T_head_camera))
             trans.append(e.trans_err)
             rot.append(e.rot_err)
+            per_clip.setdefault(sub.name, {})[clip_id] = (e.trans_err, e.rot_err)
         out[sub.name] = {"clips": len(trans), "trans_err_m": float(np.mean(trans)), "rot_err_rad": float(np.mean(rot)),
                          "trans_err_median_m": float(np.median(trans)), "rot_err_median_rad": float(np.median(rot))}
     lines = ["| submission | clips | TransErr mean (m) | median | RotErr mean (rad) | median |", "|---|---|---|---|---|---|"]
     for name, r in out.items():
         lines.append(f"| {name} | {r['clips']} | {r['trans_err_m']:.3f} | {r['trans_err_median_m']:.3f} | "
                      f"{r['rot_err_rad']:.3f} | {r['rot_err_median_rad']:.3f} |")
-    return "\n".join(lines) + "\n", out
+    tv2m = [n for n in per_clip if n.endswith("-tv2m")]
+    paired = {}
+    rng = np.random.default_rng(0)
+    for i, a in enumerate(tv2m):
+        for b in tv2m[i + 1:]:
+            common = sorted(set(per_clip[a]) & set(per_clip[b]))
+            if not common:
+                continue
+            d = np.array([np.subtract(per_clip[a][c], per_clip[b][c]) for c in common])  # (n, 2): trans, rot
+            boot = d[rng.integers(0, len(d), (2000, len(d)))].mean(axis=1)
+            lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+            paired[f"{a} - {b}"] = {"clips": len(common), "trans_err_m": float(d[:, 0].mean()),
+                                    "trans_err_ci": [float(lo[0]), float(hi[0])], "rot_err_rad": float(d[:, 1].mean()),
+                                    "rot_err_ci": [float(lo[1]), float(hi[1])]}
+    if paired:
+        lines += ["", "| paired difference (per clip, same clips) | clips | TransErr (m) [95 %] | RotErr (rad) [95 %] |",
+                  "|---|---|---|---|"]
+        for name, r in paired.items():
+            lines.append(f"| {name} | {r['clips']} | {r['trans_err_m']:+.3f} [{r['trans_err_ci'][0]:+.3f}, "
+                         f"{r['trans_err_ci'][1]:+.3f}] | {r['rot_err_rad']:+.3f} [{r['rot_err_ci'][0]:+.3f}, "
+                         f"{r['rot_err_ci'][1]:+.3f}] |")
+    return "\n".join(lines) + "\n", {"submissions": out, "paired": paired}
 
 
 def training_curves(meta: Path, out: Path) -> None:
