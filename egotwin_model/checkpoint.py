@@ -17,6 +17,10 @@ from torch import nn
 from egotwin_model.precompute import load_tensors, save_tensors
 from egotwin_model.run import stage_dir
 
+SAVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""`TrainConfig.save_dtype` values."""
+
+
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """All random states a step consumes, JSON-able (torch ones base64)."""
     b64 = lambda t: base64.b64encode(t.numpy().tobytes()).decode()  # noqa: E731
@@ -70,9 +74,12 @@ def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in sd.items()}
 
 
-def save_weights(module: nn.Module, path: Path) -> None:
-    """Atomic safetensors of `module`'s full state dict (written by rank 0 only)."""
-    sd = full_state_dict(module)
+def save_weights(module: nn.Module, path: Path, dtype: str = "float32") -> None:
+    """Atomic safetensors of `module`'s full state dict (written by rank 0 only); floating tensors
+    cast to `dtype` (`load_weights` casts back to the module's dtypes)."""
+    if dtype not in SAVE_DTYPES:
+        raise ValueError(f"save dtype {dtype!r}: use one of {', '.join(SAVE_DTYPES)}")
+    sd = {k: v.to(SAVE_DTYPES[dtype]) if v.is_floating_point() else v for k, v in full_state_dict(module).items()}
     if not dist.is_initialized() or dist.get_rank() == 0:
         save_tensors(path, sd)
 

@@ -133,17 +133,24 @@ def apply_fsdp(
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict[str, Any]) -> None:
+                    state: dict[str, Any], keep: int = 0) -> None:
     """Sharded checkpoint of model + optimizer (DCP) and `state` (JSON, rank 0), atomically.
 
-    Written to ``path.tmp`` then renamed, so a killed run never leaves a half checkpoint.
+    Written to ``path.tmp`` then renamed, so a killed run never leaves a half checkpoint. Frozen
+    parameters (``requires_grad`` False: the text/video branch in stage t2m) are not written:
+    every run rebuilds them identically from the stage's source (pretrained folder or seeded
+    init), and at paper size they are 5.2 B of stage t2m's 5.9 B parameters. `keep` > 0 then
+    deletes all but the newest `keep` ``step-*`` siblings.
     """
+    import shutil
+
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    model_sd, optim_sd = get_state_dict(model, optimizer if optimizer is not None else [])
+    model_sd, optim_sd = get_state_dict(model, optimizer if optimizer is not None else [],
+                                        options=StateDictOptions(ignore_frozen_params=True))
     payload = {"model": model_sd}
     if optimizer is not None:
         payload["optim"] = optim_sd
@@ -151,29 +158,37 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     if not dist.is_initialized() or dist.get_rank() == 0:
         (tmp / "train_state.json").write_text(json.dumps(state, indent=2))
         if path.exists():
-            import shutil
-
             shutil.rmtree(path)
         tmp.rename(path)
+        if keep > 0:
+            steps = sorted((int(p.name.split("-")[1]), p) for p in path.parent.glob("step-*")
+                           if p.is_dir() and not p.name.endswith(".tmp"))
+            for _, old in steps[:-keep]:
+                shutil.rmtree(old)
     if dist.is_initialized():
         dist.barrier()
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
-    """Load a `save_checkpoint` folder into (possibly differently sharded) model/optimizer."""
+    """Load a `save_checkpoint` folder into (possibly differently sharded) model/optimizer.
+
+    Every trainable parameter must be in the checkpoint (DCP raises on a missing key); frozen
+    ones keep the values the stage was built with.
+    """
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
     path = Path(path)
     if not (path / "train_state.json").exists():
         raise FileNotFoundError(f"no checkpoint at {path} (missing train_state.json)")
-    model_sd, optim_sd = get_state_dict(model, optimizer if optimizer is not None else [])
+    options = StateDictOptions(ignore_frozen_params=True)
+    model_sd, optim_sd = get_state_dict(model, optimizer if optimizer is not None else [], options=options)
     payload = {"model": model_sd}
     if optimizer is not None:
         payload["optim"] = optim_sd
     dcp.load(payload, checkpoint_id=str(path))
     set_state_dict(model, optimizer if optimizer is not None else [], model_state_dict=payload["model"],
-                   optim_state_dict=payload.get("optim", {}))
+                   optim_state_dict=payload.get("optim", {}), options=StateDictOptions(ignore_frozen_params=True, strict=False))
     return json.loads((path / "train_state.json").read_text())
 
 

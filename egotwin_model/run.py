@@ -50,6 +50,10 @@ class TrainConfig:
     """FSDP2 runs (torchrun or CUDA): activation checkpointing of every k-th DiT block (0: off)."""
     compile: bool = False
     """FSDP2 runs (torchrun or CUDA): ``torch.compile`` each DiT block (`parallel.apply_compile`)."""
+    keep_checkpoints: int = 0
+    """Keep only the newest k checkpoints of the stage (0: all). Paper size: a joint checkpoint is ~71 GB."""
+    save_dtype: str = "float32"
+    """dtype of the floating tensors of the stage's final ``model.safetensors`` (float32 or bfloat16)."""
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -181,7 +181,7 @@ def train(stage: Stage, tc: TrainConfig, run_dir: str | Path, progress: bool = T
                 state = {"step": step, "stage": stage.name, "batch_size": tc.batch_size, "seed": tc.seed,
                          "data_position": step * tc.batch_size, "rng": _gather_rng(generator, info),
                          **stage.extra_state}
-                save_checkpoint(out / "checkpoints" / f"step-{step}", stage.model, optimizer, state)
+                save_checkpoint(out / "checkpoints" / f"step-{step}", stage.model, optimizer, state, tc.keep_checkpoints)
     bar.close()
     stage.finalize()
     return log

@@ -23,16 +23,22 @@
 # and its output to $OUT/paper_pipeline_logs/STEP.log. The joint step is interrupted (SIGINT)
 # 3 s after its first checkpoint exists; joint_resume must log "joint: steps K..", K > 1.
 #
-# Disk (paper size, decimal GB): weights 21.1; motion VAE 1.7 + checkpoint ~5; t2m: final fp32
-# DiT 23.6 + checkpoint ~26 (DiT + AdamW moments of the motion branch); joint: 23.6 + a ~71 GB
-# checkpoint (fp32 weights + 2 AdamW moments of 5.9 B parameters). PRUNE=1 (default) deletes a
-# finished stage's checkpoints, yet joint still needs ~140 GB at its peak: more than the 64 GiB
-# of an `nvidia-h200` machine (128 GiB on -x2, 235 GiB on -x4) unless train.py saves less.
+# Disk (paper size, decimal GB; measured on the H200 2026-12-01: the weights are 19.65 GiB and a
+# fresh `nvidia-h200` has ~41 GiB free): weights 21.1; motion VAE 1.7 + checkpoint ~5; t2m:
+# checkpoints hold the trainable motion branch only (frozen parameters are rebuilt from the
+# CogVideoX folder on resume) and its final DiT is written in bf16 (--save-dtype: 11.8); joint:
+# final bf16 11.8 + a ~71 GB checkpoint (fp32 weights + 2 AdamW moments of 5.9 B parameters,
+# all trainable). --keep-checkpoints 1 and PRUNE=1 (a finished stage's checkpoints deleted) keep
+# one checkpoint at a time, yet joint still needs ~115 GB at its peak: more than an
+# `nvidia-h200` machine's disk. JOINT_DIR puts RUN/joint elsewhere (a symlink), e.g. on a tmpfs
+# of the host's 128 GiB RAM; not run yet (TODO of issue #16: a 64 GiB host cannot hold one
+# paper-size joint checkpoint on disk; bf16 / 8-bit AdamW moments would bring it to ~47 / ~35 GB).
 #
 # Knobs (environment): WORK (default /tmp/egotwin_paper; ~25 GB of weights), OUT, PYTHON,
 # CLIPS (clips cached per split, default 8), JOINT_STEPS (default 6), KILL_AFTER (seconds before
 # the first joint run is killed at the latest, default 590), SAMPLE_STEPS (default 50), WORKERS
-# (default 8), PRUNE (default 1), ENGINE (build-dataset engine, default ray).
+# (default 8), PRUNE (default 1), ENGINE (build-dataset engine, default ray), SAVE_DTYPE (default
+# bfloat16), JOINT_DIR (default: RUN/joint itself).
 # For a CPU rehearsal of the same steps at the tiny size (tests/test_random_pretrained.py runs it):
 # SCALE=tiny DEVICE=cpu JOINT_FLAGS= SEQUENCES=2 SECONDS_PER_SEQUENCE=16 RESOLUTION=128 ENGINE=local.
 set -uo pipefail
@@ -46,6 +52,7 @@ SECONDS_PER_SEQUENCE=${SECONDS_PER_SEQUENCE:-60}
 RESOLUTION=${RESOLUTION:-704}
 ENGINE=${ENGINE:-ray}
 PRUNE=${PRUNE:-1}
+SAVE_DTYPE=${SAVE_DTYPE:-bfloat16}  # the t2m / joint final weights (the rehearsal: float32 is fine too)
 WORK=${WORK:-/tmp/egotwin_paper}
 OUT=${OUT:-benchmarks/results}
 CLIPS=${CLIPS:-8}
@@ -147,15 +154,18 @@ run_step() {
     vae)
       measure vae 590 "${MODEL[@]}" train --stage vae --run "$RUN" --device "$DEVICE" --steps 20 --batch-size 8 \
         --log-every 5 || rc=$? ;;
-    t2m)  # starts from $WEIGHTS/transformer (load_cogvideox)
+    t2m)  # starts from $WEIGHTS/transformer (load_cogvideox); checkpoints: the motion branch only
       measure t2m 590 "${MODEL[@]}" train --stage t2m --run "$RUN" --device "$DEVICE" --steps 5 --batch-size 4 \
-        --log-every 1 || rc=$? ;;
+        --log-every 1 --keep-checkpoints 1 --save-dtype "$SAVE_DTYPE" || rc=$? ;;
     joint)  # interrupted (SIGINT) 3 s after its first checkpoint (step 2) is complete, at the latest after KILL_AFTER s
+      if [ -n "${JOINT_DIR:-}" ] && [ ! -e "$RUN/joint" ]; then mkdir -p "$JOINT_DIR" && ln -s "$JOINT_DIR" "$RUN/joint"; fi
       KILL_ON="$RUN/joint/checkpoints/step-*/train_state.json" measure joint "$KILL_AFTER" "${MODEL[@]}" train --stage joint --run "$RUN" --device "$DEVICE" \
-        --steps "$JOINT_STEPS" --batch-size 1 $JOINT_FLAGS --checkpoint-every 2 --log-every 1 || rc=$? ;;
+        --steps "$JOINT_STEPS" --batch-size 1 $JOINT_FLAGS --checkpoint-every 2 --log-every 1 --keep-checkpoints 1 \
+        --save-dtype "$SAVE_DTYPE" || rc=$? ;;
     joint_resume)  # resumes from the last checkpoint of `joint` (its log: "joint: steps K..JOINT_STEPS")
       measure joint_resume 590 "${MODEL[@]}" train --stage joint --run "$RUN" --device "$DEVICE" \
-        --steps "$JOINT_STEPS" --batch-size 1 $JOINT_FLAGS --checkpoint-every 2 --log-every 1 || rc=$? ;;
+        --steps "$JOINT_STEPS" --batch-size 1 $JOINT_FLAGS --checkpoint-every 2 --log-every 1 --keep-checkpoints 1 \
+        --save-dtype "$SAVE_DTYPE" || rc=$? ;;
     sample_t2vm|sample_tm2v|sample_tv2m)
       local task=${step#sample_}
       measure "$step" 590 "${MODEL[@]}" sample --task "$task" --run "$RUN" --dataset "$DATA" \

@@ -141,6 +141,33 @@ def test_resume_after_a_crash_is_bit_exact(tiny_run: Path, tmp_path: Path, monke
         run_stage(stage, resumed, **{**options, "max_steps": 6, "batch_size": 1})
 
 
+def test_t2m_checkpoints_hold_only_trainable_tensors_keep_the_newest_and_save_bf16(tiny_run: Path, tmp_path: Path) -> None:
+    """Disk levers of the paper-size pipeline: a t2m checkpoint leaves out the frozen text/video
+    branch (the bit-exact resume test above covers that it still resumes exactly), --keep-checkpoints
+    prunes older steps, --save-dtype bfloat16 halves the final file and stage joint still loads it."""
+    import torch.distributed.checkpoint as dcp
+
+    run = fork_run(tiny_run, tmp_path / "run", ("vae",))
+    run_stage("t2m", run, max_steps=4, batch_size=2, lr=TINY_LR, checkpoint_every=1, keep_checkpoints=2,
+              save_dtype="bfloat16", progress=False)
+    ckpts = sorted(p.name for p in (run / "t2m" / "checkpoints").iterdir())
+    assert ckpts == ["step-3", "step-4"]
+    saved = {k.split(".", 1)[1] for k in dcp.FileSystemReader(str(run / "t2m" / "checkpoints" / "step-4"))
+             .read_metadata().state_dict_metadata if k.startswith("model.")}
+    settings = open_run(run, None)
+    built = build_stage("t2m", run, settings, train_config("t2m", settings.model_config()))
+    trainable = {n for n, p in built.model.named_parameters() if p.requires_grad}
+    frozen = {n for n, p in built.model.named_parameters() if not p.requires_grad}
+    assert trainable and frozen and trainable <= saved and not (saved & frozen)
+    final = load_tensors(dit_path(run, "t2m"))
+    assert {v.dtype for v in final.values() if v.is_floating_point()} == {torch.bfloat16}
+    joint = build_stage("joint", run, settings, train_config("joint", settings.model_config()))
+    w = dict(joint.model.named_parameters())["proj_out.weight"]
+    assert w.dtype == torch.float32 and torch.equal(w.detach(), final["proj_out.weight"].float())
+    with pytest.raises(ValueError, match="save dtype"):
+        checkpoint.save_weights(built.model, tmp_path / "x.safetensors", "float16")
+
+
 def test_batch_order_is_a_pure_function_of_seed_and_step() -> None:
     n, bs = 7, 3
     order = [i for step in range(7) for i in batch_indices(n, bs, step, seed=5)]  # 3 epochs

@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed"),
         device: Optional[str] = typer.Option(None, "--device", help="cpu (default) or cuda (under torchrun: each rank's GPU)."),
         ac_every: Optional[int] = typer.Option(None, "--ac-every", min=0, help="CUDA / torchrun: activation checkpointing of every k-th DiT block (0: off; the 5B joint stage on one 141 GB H200 needs 3 or less: 124 GiB peak, none runs out of memory)."),
+        keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=0, help="Keep only the newest K checkpoints of the stage (default 0: all; a paper-size joint checkpoint is ~71 GB)."),
+        save_dtype: Optional[str] = typer.Option(None, "--save-dtype", help="dtype of the stage's final model.safetensors: float32 (default) or bfloat16 (half the disk; the next stage loads it back into fp32 master weights)."),
         compile_blocks: bool = typer.Option(False, "--compile", help="CUDA / torchrun: torch.compile each DiT block (faster steps after a minute of compiling)."),
         representation: Optional[str] = typer.Option(None, "--representation", help="head_centric (default) or root_centric (w/o MR)."),
         no_interaction_mask: bool = typer.Option(False, "--no-interaction-mask", help="w/o IM: unmasked joint attention."),
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 stage, out, _settings(config, representation, no_interaction_mask, sync_diffusion, variant, weights),
                 dataset=dataset, max_steps=max_steps, batch_size=batch_size, lr=lr,
                 checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, device=device, ac_every=ac_every,
-                compile=compile_blocks or None,
+                compile=compile_blocks or None, keep_checkpoints=keep_checkpoints, save_dtype=save_dtype,
             )
         except (FileNotFoundError, ValueError, KeyError) as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
