@@ -51,7 +51,7 @@ from scipy.spatial.transform import Rotation
 from egotwin_bench.constants import VIDEO_FPS, VIDEO_SIZE
 from egotwin_bench.curation.shards import ARRAY_SHAPES, atomic_write_table, atomic_write_text, clip_schema, column_array, rows_to_table
 from egotwin_bench.curation.video import decode_mp4, encode_mp4
-from egotwin_bench.evaluate.reference import load_clips, shard_paths
+from egotwin_bench.evaluate.reference import load_clips, reference_name, shard_paths
 from egotwin_bench.evaluate.submission import read_meta, read_motion, write_clip, write_meta
 from egotwin_bench.skeleton import HEAD
 from egotwin_model.encoders import resize_frames
@@ -175,29 +175,44 @@ def finish(submission: Path, reference: Path) -> dict[str, int]:
     Generated videos written at the model's size (`egotwin-model sample --video-size 128`, to
     keep the transfer small) are upsampled to VIDEO_SIZE with the sampler's own
     `upsample_video`; the condition modality of TM2V / TV2M is rewritten from the full-size
-    `reference`. Returns {"upsampled": clips, "restored": clips}; running it twice is a no-op.
+    `reference`; ``submission.json`` names `reference` (the pack's test split is the same clips:
+    same digest, another folder name). Returns {"upsampled": clips, "restored": clips}; running
+    it twice is a no-op.
     """
     meta = read_meta(submission)
+    name = reference_name(reference, "test")
+    if meta.reference.rpartition("@")[2] != name.rpartition("@")[2]:
+        raise ValueError(f"{submission} was sampled for {meta.reference!r}, another test split than {name!r}")
     counts = {"upsampled": 0, "restored": 0}
     for clip in load_clips(reference, "test", with_video=meta.task == "tv2m"):
         mp4, npz = submission / f"{clip.clip_id}.mp4", submission / f"{clip.clip_id}.npz"
         if not (mp4.is_file() and npz.is_file()):
             continue
-        video = clip.video_mp4 if meta.task == "tv2m" else mp4.read_bytes()
-        if meta.task != "tv2m":
-            frames = decode_mp4(video)
-            if frames.shape[1] != VIDEO_SIZE:
-                video = encode_mp4(upsample_video(torch.from_numpy(frames)))
-                counts["upsampled"] += 1
+        video = mp4.read_bytes()
+        if meta.task == "tv2m":
+            if video != clip.video_mp4:
+                positions, rotations = read_motion(npz, meta.motion_format)
+                write_clip(submission, clip.clip_id, clip.video_mp4, positions=positions, rotations=rotations)
+                counts["restored"] += 1
+            continue
+        frames = decode_mp4(video)
+        upsample = frames.shape[1] != VIDEO_SIZE
+        if upsample:
+            video = encode_mp4(upsample_video(torch.from_numpy(frames)))
+            counts["upsampled"] += 1
         if meta.task == "tm2v":
             positions, rotations = clip.positions, clip.rotations
+            restore = not np.array_equal(read_motion(npz, meta.motion_format)[0], positions.astype(np.float32))
+            counts["restored"] += int(restore)
         else:
-            positions, rotations = read_motion(npz, meta.motion_format)
-        if meta.task in ("tm2v", "tv2m"):
-            counts["restored"] += 1
-        write_clip(submission, clip.clip_id, video, positions=positions, rotations=rotations)
-    if counts["upsampled"]:
-        write_meta(submission, dataclasses.replace(meta, model={**meta.model, "upsampled_to": VIDEO_SIZE}))
+            restore = False
+        if upsample or restore:
+            if not restore:
+                positions, rotations = read_motion(npz, meta.motion_format)
+            write_clip(submission, clip.clip_id, video, positions=positions, rotations=rotations)
+    if counts["upsampled"] or meta.reference != name:
+        model = {**meta.model, "upsampled_to": VIDEO_SIZE} if counts["upsampled"] else meta.model
+        write_meta(submission, dataclasses.replace(meta, reference=name, model=model))
     return counts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
 from egotwin_bench.evaluate.reference import load_clips, split_ids
@@ -65,6 +66,7 @@ def test_pack_unpack_gives_a_readable_dataset_at_the_small_size(built_dataset, t
 def test_finish_upsamples_drafts_and_restores_the_condition_from_the_full_size_reference(built_dataset, tmp_path) -> None:
     """A TV2M draft sampled against the pack: the reference's 480 px video comes back byte for
     byte and the generated motion is kept; a T2VM draft at 64 px is upsampled to 480 px."""
+    from egotwin_bench.evaluate.reference import reference_name
     from egotwin_bench.evaluate.submission import SubmissionMeta, read_meta, read_motion, write_clip, write_meta
 
     clips = load_clips(built_dataset, "test", with_video=True)[:2]
@@ -74,9 +76,11 @@ def test_finish_upsamples_drafts_and_restores_the_condition_from_the_full_size_r
         sub.mkdir()
         for c in clips:
             write_clip(sub, c.clip_id, small[c.clip_id], positions=c.positions + 1.0, rotations=c.rotations)
-        write_meta(sub, SubmissionMeta(method=task, task=task, motion_format="world_joints"))
+        digest = reference_name(built_dataset, "test").rpartition("@")[2]
+        write_meta(sub, SubmissionMeta(method=task, task=task, motion_format="world_joints", reference=f"pack@{digest}"))
         counts = small_pack.finish(sub, built_dataset)
         assert counts == ({"upsampled": 2, "restored": 0} if task == "t2vm" else {"upsampled": 0, "restored": 2})
+        assert read_meta(sub).reference == reference_name(built_dataset, "test")  # evaluate checks it
         for c in clips:
             mp4 = (sub / f"{c.clip_id}.mp4").read_bytes()
             assert small_pack.decode_mp4(mp4).shape == (41, 480, 480, 3)
@@ -84,5 +88,8 @@ def test_finish_upsamples_drafts_and_restores_the_condition_from_the_full_size_r
                 assert mp4 == c.video_mp4
             positions, _ = read_motion(sub / f"{c.clip_id}.npz", "world_joints")
             np.testing.assert_allclose(positions, c.positions + 1.0, atol=1e-5)
-        assert small_pack.finish(sub, built_dataset)["upsampled"] == 0  # a second run changes nothing
+        assert small_pack.finish(sub, built_dataset) == {"upsampled": 0, "restored": 0}  # a second run changes nothing
         assert read_meta(sub).model.get("upsampled_to") == (480 if task == "t2vm" else None)
+    write_meta(sub, SubmissionMeta(method="x", task="tv2m", motion_format="world_joints", reference="pack@000000000000"))
+    with pytest.raises(ValueError, match="another test split"):
+        small_pack.finish(sub, built_dataset)
