@@ -39,7 +39,7 @@ from egotwin_model.train import RunSettings, dit_path, make_run_settings, motion
 
 CLASSES: int = 4
 REPRESENTATION: str = "head_centric"
-FEATURE_OFFSET: float = 2.0
+FEATURE_OFFSET: float = 3.0
 """Size of the class offset of the motion features (in feature standard deviations)."""
 VIDEO_OFFSET: float = 1.0
 """Size of the class offset mu_c of video frames 1.. (before the video is scaled to unit variance)."""

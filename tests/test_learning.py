@@ -14,11 +14,28 @@ scores the held-out clips with fixed noise and timesteps, and `failed_checks` as
 * v-MSE with the null text >= `TEXT_MARGIN` x with the real prompt, for motion and for video.
 
 Why these margins: a model that does not read a condition scores exactly the same with it given
-or removed (ratio 1, the probes use the same draws). A model that reads it but has nothing to
-learn from it is not exactly at 1: the control of the slow test (the same training on the same
-clips with the train pairs broken) scored ratios 0.98-1.03 over three seeds (see
-`CONTROL_RATIOS`). The coupled model scored, over the same three seeds, the ratios in
-`COUPLED_RATIOS`. The margins sit between the two.
+or removed (ratio 1: the probes use the same draws). A model that reads it but has nothing to
+learn from it is not exactly at 1. Measured (600 steps, training seeds 0/1/2, 4 probe draws):
+
+==============================  ======================  ======================
+ratio                           coupled (this test)     control (slow test)
+==============================  ======================  ======================
+motion: video noised / clean    1.21 / 1.18 / 1.33      1.01 / 0.99 / 1.00
+video: motion noised / clean    1.26 / 1.35 / 1.30      1.00 / 0.98 / 0.96
+motion: null text / prompt      1.12 / 1.15 / 1.10      1.01 / 1.00 / 1.02
+video: null text / prompt       1.23 / 1.51 / 1.24      1.01 / 0.99 / 0.96
+v-MSE / Gaussian, motion (*)    0.55 / 0.64 / 0.63      0.79 / 0.84 / 0.83
+v-MSE / Gaussian, video (*)     0.40 / 0.45 / 0.43      0.63 / 0.72 / 0.68
+==============================  ======================  ======================
+
+(*) 2 probe draws. The control is the same training on the same clips with the train pairs
+broken. With video<->motion attention blocked in every block (the mask patched for a one-off
+run, planted class offset 2 instead of 3), the coupling ratios were 1.01 and 1.00 (the prompt
+ones 1.10 and 1.19). Controls of earlier settings reached 1.04 (coupling) and 1.03 (prompt):
+hence `MARGIN` 1.10 and `TEXT_MARGIN` 1.06, about halfway between the worst control and the
+worst coupled run. Every control still beats the Gaussian denoiser: that check catches a model
+that learnt nothing, not one blind to a condition. Training is bit-identical between runs
+(one thread, deterministic algorithms; checked), so the test is not flaky on one machine.
 """
 
 from __future__ import annotations
@@ -38,10 +55,12 @@ BATCH_SIZE: int = 8
 LR: float = 3e-3
 GRID: int = 4
 """Latent grid of the planted run (4 x 4: 4 video tokens a frame); the tiny architecture otherwise."""
-MARGIN: float = 1.12
+MARGIN: float = 1.10
 """Minimum noised / clean v-MSE ratio for video given motion and motion given video."""
-TEXT_MARGIN: float = 1.05
+TEXT_MARGIN: float = 1.06
 """Minimum null-text / real-prompt v-MSE ratio."""
+PROBE_DRAWS: int = 4
+"""Draws of noise and timesteps the held-out probes are averaged over (about 1 s each)."""
 
 RATIOS: dict[str, tuple[str, str, float]] = {
     "motion uses the video": ("motion|video_noised", "motion|video_clean", MARGIN),
@@ -67,7 +86,8 @@ def failed_checks(result: dict) -> dict[str, str]:
 
 
 def train_planted(run: Path, coupled: bool, seed: int = 0) -> dict:
-    """Write a planted run, train its joint stage by the CLI, return the held-out probes."""
+    """Write a planted run, train its joint stage by the CLI, return the held-out probes (the mean
+    of `PROBE_DRAWS` draws of noise and timesteps)."""
     write_planted_run(run, seed=seed, coupled=coupled, grid=GRID)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)  # the same sums in the same order whatever the machine's core count
@@ -75,10 +95,11 @@ def train_planted(run: Path, coupled: bool, seed: int = 0) -> dict:
     try:
         cli("train", "--stage", "joint", "--run", run, "--steps", TRAIN_STEPS, "--batch-size", BATCH_SIZE,
             "--lr", LR, "--seed", seed, "--log-every", 100)
-        return conditional_losses(run, split="test", batch_size=32)
+        draws = [conditional_losses(run, split="test", batch_size=32, seed=s) for s in range(PROBE_DRAWS)]
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
+    return {k: sum(d[k] for d in draws) / PROBE_DRAWS if isinstance(v, float) else v for k, v in draws[0].items()}
 
 
 def test_the_planted_latents_determine_each_other_through_the_training_path(tmp_path: Path) -> None:
