@@ -110,6 +110,7 @@ def write_planted_run(run_dir: str | Path, n_train: int = 64, n_test: int = 32, 
         conv.weight[:cm] /= sd[:, None, None]
         conv.bias[:cm] = (conv.bias[:cm] - mu) / sd
         z = vae.encode(features).mean  # (n, 21, C_m); latent 0 = the first pose alone (causal)
+    assert z.shape[1] == MOTION_LATENTS
     save_tensors(motion_vae_path(run_dir), vae.state_dict())
     scale = float(1.0 / z[:n_train].std())
     z = z * scale
@@ -118,7 +119,6 @@ def write_planted_run(run_dir: str | Path, n_train: int = 64, n_test: int = 32, 
     video_scale = float(1.0 / patches[:n_train].std())
     patches = patches * video_scale
     video = patches.reshape(n, VIDEO_LATENT_FRAMES, cv, 2, 2).repeat(1, 1, 1, h // 2, w // 2)
-    assert z.shape[1] == MOTION_LATENTS
 
     text = text_classes[classes]
     if not coupled:  # train pairs broken: another clip's video, a random class's prompt
@@ -133,7 +133,7 @@ def write_planted_run(run_dir: str | Path, n_train: int = 64, n_test: int = 32, 
             "text_emb": text[i].clone(), "video_latents": video[i].clone(),
             "first_frame_latent": video[i, :1].clone(), REPRESENTATION: features[i].clone()})
     save_tensors(cache / "null_text.safetensors", {"text_emb": null_text})
-    save_tensors(cache / "motion_stats.safetensors",
+    save_tensors(cache / "motion_stats.safetensors",  # identity normalisation: features enter as drawn
                  {f"{REPRESENTATION}_mean": torch.zeros(d_feat), f"{REPRESENTATION}_std": torch.ones(d_feat)})
     write_json(cache / "manifest.json", {"version": CACHE_VERSION, "dataset": "planted", "splits": splits,
                                          "video_latent_shape": list(video.shape[1:])})
