@@ -35,7 +35,8 @@ from egotwin_model.config import MOTION_LATENTS, REPRESENTATION_DIMS, VIDEO_LATE
 from egotwin_model.dit import EgoTwinDiT
 from egotwin_model.motion_vae import MotionVAE
 from egotwin_model.precompute import CACHE_VERSION, clip_path, save_tensors, write_json
-from egotwin_model.train import RunSettings, dit_path, make_run_settings, motion_vae_path, open_run, seeded, stage_dir
+from egotwin_model.run import RunSettings, dit_path, make_run_settings, motion_vae_path, open_run, stage_dir
+from egotwin_model.stages.base import seeded
 
 CLASSES: int = 4
 REPRESENTATION: str = "head_centric"

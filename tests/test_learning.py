@@ -46,7 +46,10 @@ import pytest
 import torch
 
 from egotwin_model.coupling import conditional_losses
-from egotwin_model.train import CachedClips, load_motion_vae, motion_latents, open_run, video_condition
+from egotwin_model.cached_clips import CachedClips
+from egotwin_model.run import open_run
+from egotwin_model.stages.motion_vae import load_motion_vae
+from egotwin_model.stages.t2m_joint import motion_latents, video_condition
 from tests.fixtures_model import cli
 from tests.planted_coupling import CLASSES, write_planted_run
 
