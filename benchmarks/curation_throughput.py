@@ -1,6 +1,7 @@
-"""Curation throughput: clips/s and pipeline wall time / pure decode time, 1 and 2 workers.
+"""Curation throughput and memory: clips/s, pipeline wall time / pure decode time, peak RSS.
 
     python benchmarks/curation_throughput.py [--data NYMERIA_ROOT] [--keep DIR] [--config TOML]
+        [--workers 1 2] [--vrs REAL.vrs]
 
 Without --data it first writes a synthetic dataset (`egotwin-bench make-synthetic`). The
 reference is the time to only decode (the toolkit's RGB reader: PyAV + the BT.601 conversion to
@@ -9,8 +10,17 @@ process; the goal is pipeline / decode <= 1.3. `--config` takes the curation tab
 pipelines/curation.toml (its [run] table is ignored), e.g. a `[video]` preset to compare. Runs: the in-process
 engine (`local`, no Ray), then Ray with each `--workers` count. Ray start-up is timed separately
 (`ray_init_s`, paid once per run, not per sequence); `*_task_s_sum` adds up the per-sequence task
-times of the reports. Prints ONE JSON line (with the 1-minute load average: the machine may be
-shared).
+times of the reports. Memory: `local_peak_rss_gib` is this process's peak after the in-process
+run (imports + every sequence in turn: one worker's footprint), `*_task_peak_rss_gib` the largest
+`peak_rss_gib` of the reports (the process that ran each task; for Ray, the workers). `--workers`
+with no value runs the in-process engine only.
+
+`--vrs FILE` (in-process only) times the VRS path on a real Aria recording: every sequence's RGB
+frames are decoded from FILE's camera-rgb JPEG records (frame i = record i mod the record count:
+the real files hold 4-8 frames) with FILE's real FISHEYE624 calibration (undistorted from its
+1408² frames), on the sequences' own timing; Xsens, MPS and narrations stay the sequences'. The
+reference decodes the same records the same way. Prints ONE JSON line (with the 1-minute load
+average: the machine may be shared).
 """
 
 from __future__ import annotations
@@ -26,15 +36,35 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.parquet as pq
 
 
-def decode_seconds(data: Path, dataset: Path) -> tuple[float, int]:
+def vrs_backed(vrs: Path) -> Callable:
+    """An `open_rgb_stream` whose frames are decoded from the real VRS file (see the module doc)."""
+    from egotwin_bench.nymeria.rgb import RgbStream, open_rgb_stream
+    from egotwin_bench.nymeria.vrs import open_vrs_rgb
+
+    real = open_vrs_rgb(vrs)
+    records = len(real.device_times_ns)
+
+    def read(indices):
+        for i in indices:
+            (_, frame), = real.iter_frames([int(i) % records])
+            yield int(i), frame
+
+    def open_stream(seq, prefer: str = "vrs") -> RgbStream:
+        own = open_rgb_stream(seq, prefer)
+        return RgbStream(real.calibration, own.device_times_ns, own.clock, read, "vrs")
+
+    return open_stream
+
+
+def decode_seconds(data: Path, dataset: Path, open_rgb_stream: Callable) -> tuple[float, int]:
     """Time to decode exactly the RGB frames the built clips use, per sequence, in order."""
     from egotwin_bench.curation.sequence import video_frame_indices
     from egotwin_bench.nymeria.layout import find_sequences, open_sequence
-    from egotwin_bench.nymeria.rgb import open_rgb_stream
 
     manifest = pq.read_table(dataset / "manifest.parquet", columns=["sequence_id", "t0_timecode_ns"]).to_pylist()
     by_seq: dict[str, list[int]] = {}
@@ -58,14 +88,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="Nymeria-format root (default: make a synthetic one)")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temp dir)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
+                        help="Ray worker counts to run after the in-process run (none: in-process only)")
     parser.add_argument("--config", type=Path, default=None, help="TOML of CurationConfig tables (default: defaults)")
+    parser.add_argument("--vrs", type=Path, default=None, help="decode every frame from this real Aria VRS (in-process only)")
     args = parser.parse_args()
 
     import ray
 
+    from egotwin_bench.curation import sequence
     from egotwin_bench.curation.config import CurationConfig, load_config_file
     from egotwin_bench.curation.pipeline import build_dataset
+    from egotwin_bench.nymeria.rgb import open_rgb_stream
+
+    if args.vrs is not None:
+        if args.workers:
+            parser.error("--vrs runs in-process only: pass --workers without values")
+        open_rgb_stream = vrs_backed(args.vrs)
+        sequence.open_rgb_stream = open_rgb_stream  # what the curation of a sequence opens
 
     config = CurationConfig() if args.config is None else load_config_file(args.config)[0]
 
@@ -77,7 +117,8 @@ def main() -> None:
         if not data.exists():
             subprocess.run([sys.executable, "-m", "egotwin_bench.cli", "make-synthetic", "--out", str(data)], check=True,
                            stdout=subprocess.DEVNULL)
-    result: dict = {"benchmark": "curation_throughput", "data": str(data), "video": dataclasses.asdict(config.video)}
+    result: dict = {"benchmark": "curation_throughput", "data": str(data), "video": dataclasses.asdict(config.video),
+                    "rgb": "exported MP4" if args.vrs is None else f"real VRS records of {args.vrs}"}
 
     def run(name: str, engine: str, workers: int) -> Path:
         out = work / f"out_{name}"
@@ -89,6 +130,7 @@ def main() -> None:
         result[f"{name}_wall_s"] = round(wall, 2)
         result[f"{name}_clips_per_s"] = round(card["clips"]["total"] / wall, 3)
         result[f"{name}_task_s_sum"] = round(sum(r["seconds"] for r in reports), 2)
+        result[f"{name}_task_peak_rss_gib"] = max(r.get("peak_rss_gib", 0.0) for r in reports)
         result["clips"] = card["clips"]["total"]
         result["sequences"] = card["sequences"]["total"]
         return out
@@ -97,13 +139,14 @@ def main() -> None:
     # Peak resident memory of this process so far: imports + curating every sequence in turn, the
     # footprint of one worker (Linux ru_maxrss is in KiB).
     result["local_peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
-    t = time.perf_counter()
-    ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)
-    result["ray_init_s"] = round(time.perf_counter() - t, 2)
-    for w in args.workers:
-        run(f"w{w}", "ray", w)
-    ray.shutdown()
-    decode_s, frames = decode_seconds(data, dataset)
+    if args.workers:
+        t = time.perf_counter()
+        ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)
+        result["ray_init_s"] = round(time.perf_counter() - t, 2)
+        for w in args.workers:
+            run(f"w{w}", "ray", w)
+        ray.shutdown()
+    decode_s, frames = decode_seconds(data, dataset, open_rgb_stream)
     result["decode_s"] = round(decode_s, 2)
     result["decoded_frames"] = frames
     for name in ["local"] + [f"w{w}" for w in args.workers]:
