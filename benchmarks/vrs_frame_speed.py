@@ -1,6 +1,7 @@
 """Per-frame RGB read + undistort time on a real Aria VRS beside the exported-MP4 path.
 
     PYTHONPATH=. python benchmarks/vrs_frame_speed.py [--vrs ../shared/data/aria/timecode_sequence.vrs]
+    (default: $EGOTWIN_ARIA_DATA/timecode_sequence.vrs when set)
 
 Aria VRS stores camera-rgb frames as independent JPEG images, so a clip needs only its own 41
 frames decoded (random access), while H.264 must decode from the previous keyframe. Reference:
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +25,9 @@ from egotwin_bench.curation.undistort import remap_table, undistort
 from egotwin_bench.nymeria.exported_recording import ExportedRecording, write_exported_recording
 from egotwin_bench.nymeria.vrs import open_vrs_rgb
 
-DEFAULT_VRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aria" / "timecode_sequence.vrs"
+DEFAULT_VRS = Path(os.environ.get("EGOTWIN_ARIA_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aria") \
+    / "timecode_sequence.vrs"
+"""The real recording of ``../shared/data/aria`` (or of ``$EGOTWIN_ARIA_DATA``, as the tests)."""
 
 
 def _time(fn, repeats: int) -> float:

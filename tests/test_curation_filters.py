@@ -190,3 +190,35 @@ def test_card_states_that_the_trajectory_quality_filter_is_off(tiny_sequence, tm
     assert card["trajectory_quality_filter"] is False and "trajectory quality: **off**" in md
     _, card, md = _curate(seq, CurationConfig(filters=FilterConfig(min_trajectory_quality=0.5)))
     assert card["trajectory_quality_filter"] is True and "quality_score` below 0.5" in md
+
+
+def test_decoded_frames_wait_for_the_encoder_in_bounded_numbers(tiny_sequence, tmp_path, monkeypatch):
+    """A decoder faster than the encoder must pause (memory would otherwise grow with the
+    sequence: every clip's undistorted frames queued); the shard is unchanged by the pauses."""
+    import time
+
+    from egotwin_bench.constants import VIDEO_FRAMES
+    from egotwin_bench.curation import sequence as S
+
+    seq = copy_sequence(tiny_sequence, tmp_path / "nymeria")
+    alive, peak = [0], [0]
+    real_undistort, real_encode = S.undistort, S.encode_mp4
+
+    def counted_undistort(raw, table):
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        return real_undistort(raw, table)
+
+    def slow_encode(video, **kwargs):
+        time.sleep(0.5)
+        alive[0] -= len(video)
+        return real_encode(video, **kwargs)
+
+    monkeypatch.setattr(S, "undistort", counted_undistort)
+    monkeypatch.setattr(S, "encode_mp4", slow_encode)
+    monkeypatch.setattr(S, "MAX_PENDING_ENCODES", 0)
+    report, _, _ = _curate(seq)
+    assert report["status"] == "ok" and report["clips"] == 3 and report["decoded_frames"] == 3 * VIDEO_FRAMES
+    # The decoder waits while a finished clip is encoded; unbounded, all 3 clips would be alive at once.
+    assert peak[0] <= VIDEO_FRAMES + 1, peak[0]
+    assert report["peak_rss_gib"] > 0.1

@@ -14,7 +14,14 @@ from scipy.spatial.transform import Rotation
 from egotwin_bench.constants import MOTION_FRAMES, NUM_JOINTS, VIDEO_FRAMES
 from egotwin_bench.curation.card import card_dict, card_markdown
 from egotwin_bench.curation.config import CurationConfig, config_from_dict
-from egotwin_bench.curation.shards import ARRAY_SHAPES, atomic_write_table, clip_schema, column_array, rows_to_table
+from egotwin_bench.curation.shards import (
+    ARRAY_SHAPES,
+    atomic_write_rows,
+    atomic_write_table,
+    clip_schema,
+    column_array,
+    rows_to_table,
+)
 from egotwin_bench.curation.video import decode_mp4, encode_mp4
 from egotwin_bench.nymeria.layout import CLOSED_LOOP, XDATA, LayoutError, find_sequences, open_sequence
 from egotwin_bench.nymeria.mps import TrajectoryError, load_closed_loop_trajectory
@@ -107,6 +114,26 @@ def test_shard_round_trip_is_plain_parquet(tmp_path):
     assert df.height == 3 and df["motion_positions"].dtype == pl.Array(pl.Float32, MOTION_FRAMES * NUM_JOINTS * 3)
     with pytest.raises(ValueError):
         rows_to_table([{**rows[0], "camera_poses": np.zeros((40, 4, 4))}])
+
+
+def test_streamed_shard_equals_the_table_and_a_failure_keeps_the_old_file(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = [fake_clip_row(rng, k) for k in range(5)]
+    path = tmp_path / "shards" / "clips-seq.parquet"
+    assert atomic_write_rows(iter(rows), path, row_group_size=2) == 5
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [2, 2, 1]
+    assert pq.read_table(path).equals(rows_to_table(rows))
+    before = path.read_bytes()
+
+    def failing():
+        yield from rows[:3]  # one row group is already in the temp file when this raises
+        raise RuntimeError("encoder died")
+
+    with pytest.raises(RuntimeError, match="encoder died"):
+        atomic_write_rows(failing(), path, row_group_size=2)
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == [path.name]
+    assert atomic_write_rows(iter([]), path) == 0 and pq.read_table(path).num_rows == 0
 
 
 def test_mp4_round_trip_keeps_every_frame_and_is_deterministic():

@@ -27,8 +27,11 @@ segments.
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 import traceback
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +51,7 @@ from egotwin_bench.curation.alignment import (
     solve_head_device,
 )
 from egotwin_bench.curation.config import CurationConfig
-from egotwin_bench.curation.shards import atomic_write_table, rows_to_table
+from egotwin_bench.curation.shards import atomic_write_rows
 from egotwin_bench.curation.trajectory import (
     CLOCK_ROUNDING_NS,
     interpolate_poses,
@@ -121,6 +124,9 @@ class SequenceReport:
     rgb_source: str | None = None
     decoded_frames: int = 0
     seconds: float = 0.0
+    peak_rss_gib: float = 0.0
+    """Peak resident memory of the process that ran the task, up to the task's end, GiB (Linux
+    ``ru_maxrss``: a worker that ran earlier tasks reports the largest of them)."""
     config_fingerprint: str = ""
     traceback: str | None = None
 
@@ -160,8 +166,23 @@ class SequenceAlignment:
         }
 
 
+MAX_PENDING_ENCODES: int = 2
+"""Clips whose 41 frames are decoded and wait for the encoder thread; decoding pauses beyond
+this, so a fast decoder (small frames) never piles up frames of a whole sequence (28 MB per
+480² clip)."""
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far, GiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**30 if sys.platform == "darwin" else rss / 2**20
+
+
 @dataclass
 class _PlannedClip:
+    """Everything of a clip but its pixels; arrays float32 (the shard's precision: a 60 min
+    sequence plans ~700 clips)."""
+
     window: ClipWindow
     positions: np.ndarray
     rotations: np.ndarray
@@ -282,7 +303,9 @@ def _plan_clip(
     positions, rotations = reanchor_motion(positions, rotations, yaw, trans, al.T_world_mworld)
     head = make_transform(rotations[::2, HEAD], positions[::2, HEAD])
     visible = hand_visibility(positions[::2, list(HANDS)], head @ T_head_camera, table.K, config.view.size)
-    return _PlannedClip(w, positions, rotations, camera_poses, idx, visible, list(base_flags), residual_m, residual_deg)
+    f32 = np.float32
+    return _PlannedClip(w, positions.astype(f32), rotations.astype(f32), camera_poses.astype(f32), idx, visible,
+                        list(base_flags), residual_m, residual_deg)
 
 
 def curate_sequence(seq_dir: str | Path, out_dir: str | Path, config: CurationConfig, split: str | None) -> SequenceReport:
@@ -301,6 +324,7 @@ def curate_sequence(seq_dir: str | Path, out_dir: str | Path, config: CurationCo
     if report.status != "ok":  # a shard of an earlier run (other config, other code) must not linger
         shard_path(out_dir, report.sequence_id).unlink(missing_ok=True)
     report.seconds = round(time.perf_counter() - t_start, 3)
+    report.peak_rss_gib = round(peak_rss_gib(), 3)
     return report
 
 
@@ -379,51 +403,62 @@ def _curate(seq_dir: Path, out_dir: Path, config: CurationConfig, report: Sequen
     if not planned:
         raise Skip("no_clips", f"{len(windows)} windows, all dropped: {report.drops}")
 
-    rows, decode_error = _render(seq, planned, rgb, table, T_head_camera, config, report)
-    if decode_error is not None:
-        lost = len(planned) - len(rows)
+    # Rows stream into the shard one row group at a time (the temp file is renamed at the end).
+    errors: list[str] = []
+    written = atomic_write_rows(_render(seq, planned, rgb, table, T_head_camera, config, report, errors),
+                                shard_path(out_dir, seq.sequence_id))
+    lost = len(planned) - written
+    if lost:  # the decoder stopped early or never delivered some frames
         report.drops["rgb_frame_missing"] = report.drops.get("rgb_frame_missing", 0) + lost
         report.drops = dict(sorted(report.drops.items()))
-        report.notes.append(f"RGB decoding stopped early ({decode_error}); {lost} clip(s) lacking frames "
-                            "counted as rgb_frame_missing")
-        if not rows:
-            raise Skip("no_clips", f"{len(windows)} windows, all dropped: {report.drops}; decoding stopped early "
-                       f"({decode_error})")
-    atomic_write_table(rows_to_table(rows), shard_path(out_dir, seq.sequence_id))
-    report.clips = len(rows)
-    report.clip_ids = [r["clip_id"] for r in rows]
+        why = f"RGB decoding stopped early ({errors[0]})" if errors else "the RGB decoder delivered too few frames"
+        report.notes.append(f"{why}; {lost} clip(s) lacking frames counted as rgb_frame_missing")
+        if not written:  # curate_sequence deletes the empty shard
+            raise Skip("no_clips", f"{len(windows)} windows, all dropped: {report.drops}; {why}")
+    report.clips = written
 
 
 def _render(
     seq: L.SequenceLayout, planned: list[_PlannedClip], rgb: RgbStream, table: RemapTable,
-    T_head_camera: np.ndarray, config: CurationConfig, report: SequenceReport,
-) -> tuple[list[dict], str | None]:
+    T_head_camera: np.ndarray, config: CurationConfig, report: SequenceReport, errors: list[str],
+) -> Iterator[dict]:
     """Decode each needed frame once, in order; undistort; encode clips as they complete.
 
-    Returns the rows of the clips whose 41 frames all decoded (in `planned` order) and the
-    decoder's error if decoding stopped early (else None).
+    Yields the rows of the clips whose 41 frames all decoded, in the order their last frame
+    decodes (clip time order); the decoder's error, if decoding stopped early, is appended to
+    `errors`. At most `MAX_PENDING_ENCODES` finished clips wait for the encoder and each clip
+    leaves memory once yielded, so memory does not grow with the sequence's length.
     """
     text_source = f"{config.windows.narration_file}:{config.windows.text_column}"
     users: dict[int, list[tuple[_PlannedClip, int]]] = {}
     for clip in planned:
         for slot, i in enumerate(clip.frame_indices):
             users.setdefault(int(i), []).append((clip, slot))
-    done: dict[int, Future] = {}
-    errors: list[str] = []
-    # Encoding (x264, releases the GIL) runs in a helper thread while the next frames decode.
-    with ThreadPoolExecutor(max_workers=1) as encoder:
-        for i, raw in _decode_until_error(rgb, sorted(users), errors):
-            frame = undistort(raw, table)
-            report.decoded_frames += 1
-            for clip, slot in users[i]:
-                clip.frames[slot] = frame
-                if len(clip.frames) == VIDEO_FRAMES:
-                    done[id(clip)] = encoder.submit(_row, seq, clip, table, T_head_camera, report.split,
-                                                    text_source, config)
-        rows = [done[id(c)].result() for c in planned if id(c) in done]
-    for clip in planned:
-        clip.frames = {}
-    return rows, (errors[0] if errors else None)
+    pending: deque[Future] = deque()
+    try:
+        # Encoding (x264, releases the GIL) runs in a helper thread while the next frames decode.
+        with ThreadPoolExecutor(max_workers=1) as encoder:
+            for i, raw in _decode_until_error(rgb, sorted(users), errors):
+                frame = undistort(raw, table)
+                report.decoded_frames += 1
+                for clip, slot in users.pop(i):
+                    clip.frames[slot] = frame
+                    if len(clip.frames) == VIDEO_FRAMES:
+                        pending.append(encoder.submit(_row, seq, clip, table, T_head_camera, report.split,
+                                                      text_source, config))
+                while len(pending) > MAX_PENDING_ENCODES:
+                    yield _done(pending.popleft(), report)
+            while pending:
+                yield _done(pending.popleft(), report)
+    finally:
+        for clip in planned:
+            clip.frames = {}
+
+
+def _done(future: Future, report: SequenceReport) -> dict:
+    row = future.result()
+    report.clip_ids.append(row["clip_id"])
+    return row
 
 
 def _decode_until_error(rgb: RgbStream, indices: Sequence[int], errors: list[str]) -> Iterator[tuple[int, np.ndarray]]:

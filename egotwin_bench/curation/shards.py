@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -109,6 +109,35 @@ def _atomic_replace(path: str | Path, write: Callable[[Path], None]) -> None:
 def atomic_write_table(table: pa.Table, path: str | Path, row_group_size: int = ROW_GROUP_SIZE) -> None:
     """Write Parquet (zstd, `row_group_size` rows per group) atomically and durably to `path`."""
     _atomic_replace(path, lambda tmp: pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd"))
+
+
+def atomic_write_rows(rows: Iterable[dict], path: str | Path, row_group_size: int = ROW_GROUP_SIZE) -> int:
+    """Stream clip dicts (`rows_to_table`'s) into a Parquet shard at `path`, atomically and
+    durably, one row group of `row_group_size` rows at a time: at most one group is held in
+    memory, not the whole shard (a 60 min sequence gives ~0.5 GB of clips). Returns the number
+    of rows; an exception raised by `rows` leaves no file (and any earlier `path` untouched)."""
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with pq.ParquetWriter(tmp, clip_schema(), compression="zstd") as writer:
+            for group in _groups(rows, row_group_size):
+                writer.write_table(rows_to_table(group), row_group_size=row_group_size)
+                count += len(group)
+
+    _atomic_replace(path, write)
+    return count
+
+
+def _groups(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    group: list[dict] = []
+    for row in rows:
+        group.append(row)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:

@@ -88,7 +88,7 @@ def load_closed_loop_trajectory(path: str | Path) -> Trajectory:
         t, q, p, quality = columnar
         if len(t) < 2:
             raise TrajectoryError(f"{path}: {len(t)} pose(s) readable; the file is empty or malformed")
-        norm = np.linalg.norm(q, axis=-1, keepdims=True)
+        norm = np.sqrt(np.einsum("nk,nk->n", q, q))[:, None]
         if not (np.isfinite(q).all() and np.isfinite(p).all()) or (norm < 0.5).any():
             raise TrajectoryError(f"{path}: NaN or zero quaternions in poses")
         q /= norm
@@ -119,10 +119,13 @@ def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20, use_threads=False),
                                 convert_options=pacsv.ConvertOptions(include_columns=columns, column_types=types))
         for batch in reader:
-            for c in columns:
-                parts[c].append(batch.column(c).to_numpy(zero_copy_only=False))
+            for c in columns:  # copied out, so each Arrow block is freed once converted
+                parts[c].append(np.array(batch.column(c).to_numpy(zero_copy_only=False)))
     except (pa.ArrowInvalid, OSError) as exc:
         raise TrajectoryError(f"{path}: unreadable MPS trajectory ({exc})") from exc
+    finally:
+        # Arrow's allocator keeps freed blocks (0.4 GB after a 60 min, 1 kHz trajectory); give them back.
+        pa.default_memory_pool().release_unused()
 
     def col(name: str) -> np.ndarray:
         return np.concatenate(parts.pop(name)) if parts[name] else np.zeros(0)

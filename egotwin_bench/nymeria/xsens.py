@@ -100,9 +100,12 @@ class XsensMotion:
     def _nonfinite_before(self) -> np.ndarray:
         """(F + 1,) int64: number of frames with a NaN/inf value among frames [0, i)."""
         bad = np.zeros(self.num_frames, dtype=bool)
+        # A repaired quaternion (norm >= MIN_QUATERNION_NORM, or non-finite) gives a finite matrix
+        # exactly when it is finite itself: checked on the quaternions, nothing is converted.
+        rot = self.rotations.quaternions if isinstance(self.rotations, QuaternionRotations) else self.rotations
         for a in range(0, self.num_frames, CHUNK_FRAMES):  # chunks: no frame-sized boolean temporaries
             b = slice(a, a + CHUNK_FRAMES)
-            bad[b] = ~(np.isfinite(self.positions[b]).all(axis=(1, 2)) & np.isfinite(self.rotations[b]).all(axis=(1, 2, 3)))
+            bad[b] = ~(np.isfinite(self.positions[b]).all(axis=(1, 2)) & np.isfinite(rot[b]).reshape(len(rot[b]), -1).all(axis=1))
         return np.concatenate([[0], np.cumsum(bad)])
 
     def window(self, t0_ns: int, t1_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,7 +153,7 @@ def repair_quaternions(q: np.ndarray, copy: bool = True) -> tuple[np.ndarray, in
     """(F, 23, 4) w,x,y,z -> float32 array (a copy unless `copy` is False and q is float32) where
     near-zero quaternions carry the previous frame's value."""
     q = np.array(q, dtype=np.float32, copy=copy or None)
-    invalid = np.linalg.norm(q, axis=-1) < MIN_QUATERNION_NORM
+    invalid = np.einsum("...k,...k->...", q, q) < MIN_QUATERNION_NORM**2  # no (F, 23, 4) temporary
     count = int(invalid.sum())
     if count:
         q[0][invalid[0]] = (1.0, 0.0, 0.0, 0.0)

@@ -25,7 +25,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -152,12 +152,26 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+def _write_csv(path: Path, header: list[str], rows: Iterable[list]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
+
+
+POSE_CHUNK: int = 1 << 16
+"""Master samples posed at a time (`_pose_in_chunks`): the forward kinematics of a whole 60 min
+stream at once needs tens of GB."""
+
+
+def _pose_in_chunks(subject: Subject, channels, idx: np.ndarray, segment: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`pose_at` over master samples `idx`, `POSE_CHUNK` at a time (row by row the same values):
+    positions (n, 23, 3) and rotations (n, 23, 3, 3), or (n, 3) and (n, 3, 3) of one `segment`."""
+    parts = [pose_at(subject, channels, idx[a : a + POSE_CHUNK]) for a in range(0, idx.size, POSE_CHUNK)]
+    if segment is not None:
+        parts = [(p[:, segment], r[:, segment]) for p, r in parts]
+    return np.concatenate([p for p, _ in parts]), np.concatenate([r for _, r in parts])
 
 
 def _angular_velocity_body(R: np.ndarray, hz: float) -> np.ndarray:
@@ -257,7 +271,7 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
 
     # --- Xsens at 240 Hz ---
     n_x = int(np.floor(seconds * XSENS_FPS + 1e-9)) + 1
-    pos_x, rot_x = pose_at(subject, channels, np.arange(n_x) * (MASTER_HZ // XSENS_FPS))
+    pos_x, rot_x = _pose_in_chunks(subject, channels, np.arange(n_x) * (MASTER_HZ // XSENS_FPS))
     t_us = np.round((timecode_start_ns + np.arange(n_x) * 1e9 / XSENS_FPS) / 1000).astype(np.int64)
     if rr is not None:
         x_yaw, x_trans = RL.xsens_error(np.arange(n_x) / XSENS_FPS, seconds, rspec, rr)
@@ -274,14 +288,14 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
              segment_tXYZ=pos_x.reshape(n_x, NUM_SEGMENTS * 3).astype(np.float32),
              segment_qWXYZ=q.reshape(n_x, NUM_SEGMENTS * 4).astype(np.float32),
              timestamps_us=t_us, **xdata_scalars(n_x))
+    del pos_x, rot_x, q
 
     # --- MPS closed-loop trajectory ---
     hz = config.trajectory_hz
     n_m = int(np.floor(seconds * hz + 1e-9)) + 1
-    pos_m, rot_m = pose_at(subject, channels, np.arange(n_m) * (MASTER_HZ // hz))
-    T_wd = make_transform(rot_m[:, HEAD], pos_m[:, HEAD]) @ rig.T_head_device
-    T_md = T_mps_xsens @ T_wd
-    del pos_m, rot_m
+    head_p, head_R = _pose_in_chunks(subject, channels, np.arange(n_m) * (MASTER_HZ // hz), HEAD)
+    T_md = T_mps_xsens @ (make_transform(head_R, head_p) @ rig.T_head_device)
+    del head_p, head_R
     if rr is not None:
         m_rot, m_trans = RL.mps_error(np.arange(n_m) / hz, seconds, rr)
         T_md = RL.apply_mps_error(T_md, m_rot, m_trans)
@@ -291,13 +305,11 @@ def _generate(root: Path, spec: SequenceSpec, config: SyntheticConfig, on_frame:
     ang_dev = _angular_velocity_body(R_md, hz)
     quat = matrix_to_quat_wxyz(R_md)  # w, x, y, z
     dev_us = device_start_ns // 1000 + np.arange(n_m) * (1_000_000 // hz)
-    rows = []
-    for j in range(n_m):
-        rows.append(["synthetic-graph", int(dev_us[j]), UTC_EPOCH_NS + int(dev_us[j]) * 1000,
-                     *(f"{v:.9f}" for v in T_md[j, :3, 3]), *(f"{v:.9f}" for v in (*quat[j, 1:], quat[j, 0])),
-                     *(f"{v:.6f}" for v in vel_dev[j]), *(f"{v:.6f}" for v in ang_dev[j]), *GRAVITY_MPS, "1.0", *_NO_GEO])
+    rows = (["synthetic-graph", int(dev_us[j]), UTC_EPOCH_NS + int(dev_us[j]) * 1000,
+             *(f"{v:.9f}" for v in T_md[j, :3, 3]), *(f"{v:.9f}" for v in (*quat[j, 1:], quat[j, 0])),
+             *(f"{v:.6f}" for v in vel_dev[j]), *(f"{v:.6f}" for v in ang_dev[j]), *GRAVITY_MPS, "1.0", *_NO_GEO]
+            for j in range(n_m))  # streamed: 3.6 M rows of strings (60 min at 1 kHz) took ~7 GB as a list
     _write_csv(root / L.CLOSED_LOOP, list(MPS_COLUMNS), rows)
-    del rows
 
     # --- RGB: render, encode, ground truth ---
     calibration = aria_rgb_calibration(config.resolution, rig.T_device_camera)
