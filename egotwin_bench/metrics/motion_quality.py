@@ -206,7 +206,7 @@ class MotionQualityProvider:
     def evaluate(self, generated: list[EvalClip], reference: list[EvalClip], rng: np.random.Generator) -> ProviderResult:
         _, ref_motion = self.embed(reference)
         if (problem := collapse_problem(ref_motion)) is not None:
-            raise ProviderUnusable(f"the GRU evaluators in {self.config.evaluator_dir} are collapsed, {problem} "
+            raise ProviderUnusable(f"the GRU evaluators in {self.config.evaluator_dir} are unusable, {problem} "
                                    "(checked on the reference clips); retrain them with `egotwin-bench "
                                    "train-evaluators` (docs/metrics.md, 'Collapse')")
         gen_text, gen_motion = self.embed(generated)
