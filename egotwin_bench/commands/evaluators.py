@@ -74,4 +74,5 @@ def _scores(s: dict) -> str:
     """R-Precision top-1/2/3 and MM-Dist of a validation record."""
     nan = float("nan")
     return (f"R-Precision top-1 {s.get('top1', nan):.3f} top-2 {s.get('top2', nan):.3f} "
-            f"top-3 {s.get('top3', nan):.3f}, MM-Dist {s.get('mm_dist', nan):.3f}")
+            f"top-3 {s.get('top3', nan):.3f} (chance {s.get('chance_top3', nan):.3f}, p {s.get('p_top3', nan):.2g}), "
+            f"MM-Dist {s.get('mm_dist', nan):.3f}, motion-embedding spread {s.get('spread', nan):.2g}")

@@ -106,11 +106,9 @@ def motion_statistics(motion: np.ndarray, parts: dict[str, slice] = head_centric
     (D,), each the mean of its dimensions' stds (Guo et al.'s ``cal_mean_variance``); a part that
     is constant everywhere gets std 1 (it passes through). float64."""
     dim = motion.shape[-1]
-    covered = np.zeros(dim, dtype=bool)
-    for sl in parts.values():
-        covered[sl] = True
-    if not covered.all() or max(sl.stop for sl in parts.values()) != dim:
-        raise ValueError(f"motion features have {dim} dims; the parts cover {sorted(sl.stop for sl in parts.values())[-1]}")
+    covered = sorted(i for sl in parts.values() for i in range(sl.start, sl.stop))
+    if covered != list(range(dim)):
+        raise ValueError(f"motion features have {dim} dims; the parts {', '.join(parts)} cover {len(covered)}")
     feats = motion.reshape(-1, dim).astype(np.float64)
     mean, dim_std = feats.mean(0), feats.std(0)
     std = np.ones_like(dim_std)
