@@ -212,7 +212,7 @@ def test_motion_statistics_one_std_per_part():
         np.testing.assert_allclose(std[sl], expected, rtol=1e-12)
     z = (feats - mean) / std
     assert np.abs(z[:, j_r.start]).max() < 1e-3  # was ~100 with per-dimension stds
-    with pytest.raises(ValueError, match="parts cover"):
+    with pytest.raises(ValueError, match="have 100 dims; the parts h_r, .* cover 288"):
         motion_statistics(motion[..., :100])
 
 
@@ -280,6 +280,7 @@ def test_health_problem_thresholds():
     assert health_problem(ok) is None
     assert "collapsed at step 5" in health_problem({**ok, "spread": 3e-8})
     assert "not above chance" in health_problem({**ok, "p_top3": 0.2})
+    assert "not above chance" in health_problem({**ok, "p_top3": float("nan")})
 
 
 def test_trained_evaluators_rank_matched_pairs_above_chance(trained_evaluator):

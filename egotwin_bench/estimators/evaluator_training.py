@@ -147,7 +147,8 @@ def validation_r_precision(model: TextMotionEvaluator, data: TextMotionData, see
     hits, dists = r_precision(np.concatenate(t), motion, np.random.default_rng(seed))
     out = {f"top{k + 1}": float(hits[:, k].mean()) for k in range(hits.shape[1])}
     out["mm_dist"] = float(dists.mean())
-    chance = TOP_K / min(R_PRECISION_BATCH, len(data.texts))
+    batch_clips = min(R_PRECISION_BATCH, len(data.texts))
+    chance = min(TOP_K, batch_clips) / batch_clips  # fewer than 3 clips: every text's top 3 holds its motion
     out.update(spread=relative_spread(motion), pairs=len(hits), chance_top3=chance,
                p_top3=chance_p_value(int(hits[:, TOP_K - 1].sum()), len(hits), chance))
     return out
@@ -159,7 +160,7 @@ def health_problem(record: dict) -> str | None:
     if record.get("spread", 1.0) < COLLAPSE_SPREAD:
         return (f"motion embeddings collapsed at step {record.get('step')}: relative spread {record['spread']:.2g} "
                 f"< {COLLAPSE_SPREAD:g} over the validation clips")
-    if record.get("p_top3", 0.0) >= CHANCE_P_VALUE:
+    if not record.get("p_top3", 0.0) < CHANCE_P_VALUE:  # NaN too
         return (f"validation R-Precision top-3 {record['top3']:.3f} over {record['pairs']} pairs is not above chance "
                 f"{record['chance_top3']:.3f} (binomial p = {record['p_top3']:.2g} >= {CHANCE_P_VALUE:g})")
     return None
