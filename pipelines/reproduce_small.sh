@@ -78,8 +78,9 @@ if [ "$CHUNK" = evaluators ]; then  # while the GPU trains: the benchmark's own 
   BIN=${BIN:-.venv/bin}
   [ -f "$REPRO/hand_classifier/config.json" ] || "$BIN/egotwin-bench" train-hand-classifier --dataset "$REPRO/dataset" \
     --out "$REPRO/hand_classifier" --arch tiny --random-init --epochs 4 --batch-size 64 --lr 1e-3 --frame-stride 2
-  [ -f "$REPRO/evaluators/config.json" ] || "$BIN/egotwin-bench" train-evaluators --dataset "$REPRO/dataset" \
-    --out "$REPRO/evaluators" --random-word-vectors --steps 1500 --validate-every 250 --batch-size 32 --lr 1e-3
+  # lr 1e-4 (the original's): at 1e-3-2e-3 the full-width evaluator collapses (docs/metrics.md, "Collapse")
+  [ -f "$REPRO/evaluators/evaluators.json" ] || "$BIN/egotwin-bench" train-evaluators --dataset "$REPRO/dataset" \
+    --out "$REPRO/evaluators" --random-word-vectors --steps 300 --validate-every 50 --batch-size 32 --lr 1e-4
   exit 0
 fi
 if [ "$CHUNK" = evaluate ]; then  # FILES: the folders the GPU chunks' files came back to

@@ -264,6 +264,36 @@ def test_failing_provider_is_skipped_not_fatal(evaluated, submissions, room_data
     assert "`ground_truth/t2vm` **broken_score**: RuntimeError: out of memory" in md
 
 
+class UnusableProvider(BrokenProvider):
+    """A metric group that finds, while scoring, that it cannot score anyone (a collapsed evaluator)."""
+
+    metric_names = ("Unusable",)
+    higher_is_better = {"Unusable": True}
+
+    def evaluate(self, generated, reference, rng):
+        from egotwin_bench.evaluate.protocol import ProviderUnusable
+
+        self.calls = getattr(self, "calls", 0) + 1
+        raise ProviderUnusable("the GRU evaluators in X are collapsed")
+
+
+def test_unusable_provider_is_skipped_for_the_run(evaluated, submissions, room_dataset, tmp_path):
+    """ProviderUnusable: listed under 'Metrics not computed' with its reason, no column, asked once."""
+    from egotwin_bench.evaluate.clip_cache import ClipCache
+    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+
+    options = EvaluateOptions(reference=room_dataset, out=tmp_path, n_bootstrap=20, plots=False)
+    view = ViewConsistencyProvider(ExplodingEstimator(), ClipCache(evaluated[0] / "cache"), 20)  # cached poses
+    unusable = UnusableProvider("score")
+    result = evaluate_submissions([submissions / "ground_truth", submissions / "shuffled"], options,
+                                  [unusable, view])
+    assert result.skipped == {"broken_score": "the GRU evaluators in X are collapsed"} and unusable.calls == 1
+    assert not result.provider_failures and len(result.rows) == 2
+    assert all("Unusable" not in row and np.isfinite(row["TransErr"]) for row in result.rows)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "## Metrics not computed" in md and "**broken_score**: the GRU evaluators in X are collapsed" in md
+
+
 def test_bugs_in_a_quality_provider_are_not_hidden(no_weights, room_dataset, tmp_path, monkeypatch):
     """Only an import failure turns a quality group into a skip; a TypeError or AttributeError
     while building it is a bug and surfaces."""

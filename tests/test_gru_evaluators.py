@@ -15,6 +15,8 @@ from egotwin_bench.training.gru_evaluators import (
     TextMotionData,
     TrainConfig,
     contrastive_loss,
+    health_problem,
+    motion_statistics,
     train_evaluators,
     validation_r_precision,
 )
@@ -189,6 +191,98 @@ def test_training_resumes_from_checkpoint(tmp_path, text_motion_pairs, torch_one
     assert [h["step"] for h in h2] == [2, 4, 6] and h2[:2] == h1
 
 
+def test_motion_statistics_one_std_per_part():
+    """Guo et al.'s cal_mean_variance: one std per feature part (the mean of its dims' stds). A
+    near-constant dimension (numerical noise, std ~1e-6) is not blown up to unit variance: with
+    per-dimension stds its one 1e-4 spike became a 100-std input (issue #15: up to 200 in the
+    reproduction's data, the inputs of the collapsed evaluator)."""
+    from egotwin_bench.motion import head_centric
+
+    rng = np.random.default_rng(0)
+    motion = rng.normal(0.0, 0.5, (40, 20, HEAD_CENTRIC_DIM))
+    j_r = head_centric.SLICES["j_r"]
+    motion[..., j_r.start] = rng.normal(0.0, 1e-6, (40, 20))  # a rigid segment's noise
+    motion[3, 7, j_r.start] = 1e-4
+    motion[..., head_centric.SLICES["h_pp"]] = 0.0  # a constant part passes through
+    mean, std = motion_statistics(motion)
+    feats = motion.reshape(-1, HEAD_CENTRIC_DIM)
+    np.testing.assert_allclose(mean, feats.mean(0))
+    for name, sl in head_centric.SLICES.items():
+        expected = 1.0 if name == "h_pp" else feats[:, sl].std(0).mean()
+        np.testing.assert_allclose(std[sl], expected, rtol=1e-12)
+    z = (feats - mean) / std
+    assert np.abs(z[:, j_r.start]).max() < 1e-3  # was ~100 with per-dimension stds
+    with pytest.raises(ValueError, match="have 100 dims; the parts h_r, .* cover 288"):
+        motion_statistics(motion[..., :100])
+
+
+def _small_data(texts, pos, rot, n: int) -> TextMotionData:
+    from egotwin_bench.motion import head_centric
+
+    return TextMotionData(texts[:n], np.asarray(head_centric.encode(pos[:n].astype(np.float64), rot[:n].astype(np.float64)), np.float32))
+
+
+def test_training_clips_each_network_and_normalises_per_part(tmp_path, text_motion_pairs, torch_one_thread, monkeypatch):
+    """The original's optimisation: the gradient norm of each network is clipped to 0.5 before
+    every step; the saved normalisation is `motion_statistics` of the training split."""
+    calls = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        params = list(params)
+        calls.append((sum(p.numel() for p in params), max_norm))
+        return clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    data = _small_data(*text_motion_pairs["val"], n=8)
+    model, _ = train_evaluators(data, data, _vectors(data.texts), tmp_path, TrainConfig(steps=2, batch_size=4, validate_every=2),
+                                EvaluatorConfig(**SMALL_EVALUATOR), progress=False)
+    nets = (model.movement_encoder, model.motion_encoder, model.text_encoder)
+    assert calls == [(sum(p.numel() for p in n.parameters()), 0.5) for n in nets] * 2
+    mean, std = motion_statistics(data.motion)
+    np.testing.assert_allclose(model.std.numpy(), std.astype(np.float32))
+    np.testing.assert_allclose(model.mean.numpy(), mean.astype(np.float32))
+
+
+def test_collapsed_evaluator_is_not_saved(tmp_path, text_motion_pairs, torch_one_thread):
+    """Motion embeddings that do not vary across clips (here: every clip has the same motion, the
+    signature of the saturated motion GRU of issue #15) are never kept: nothing is saved and the
+    error says what to do."""
+    from egotwin_bench.metrics.motion_quality import EvaluatorCollapsedError
+
+    data = _small_data(*text_motion_pairs["val"], n=8)
+    same = TextMotionData(data.texts, np.repeat(data.motion[:1], len(data.texts), axis=0))
+    with pytest.raises(EvaluatorCollapsedError, match=r"collapsed at every validation.*relative spread 0.*Lower --lr"):
+        train_evaluators(same, same, _vectors(data.texts), tmp_path, TrainConfig(steps=2, batch_size=4, validate_every=1),
+                         EvaluatorConfig(**SMALL_EVALUATOR), progress=False)
+    assert not (tmp_path / WEIGHTS_FILE).exists() and not (tmp_path / CONFIG_FILE).exists()
+
+
+def test_evaluator_at_chance_is_saved_marked_unusable_and_refused(tmp_path, text_motion_pairs, torch_one_thread):
+    """Two steps on 8 clips cannot show ranking above chance: saved, marked unusable with the
+    binomial test's numbers, and the motion-quality provider refuses the folder."""
+    from egotwin_bench.evaluate.providers.motion_quality import MotionQualityConfig, MotionQualityProvider
+
+    data = _small_data(*text_motion_pairs["val"], n=8)
+    model, history = train_evaluators(data, data, _vectors(data.texts), tmp_path, TrainConfig(steps=2, batch_size=4, validate_every=2),
+                                      EvaluatorConfig(**SMALL_EVALUATOR), progress=False)
+    record = history[-1]
+    assert record["chance_top3"] == 3 / 8 and record["pairs"] == 8 and record["spread"] > 1e-3
+    training = model.config.training
+    assert training["usable"] is False and "not above chance 0.375" in training["unusable_reason"]
+    assert training["unusable_reason"] == health_problem(record)
+    reason = MotionQualityProvider(MotionQualityConfig(evaluator_dir=str(tmp_path))).unavailable_reason()
+    assert "marked unusable by train-evaluators" in reason and "not above chance" in reason
+
+
+def test_health_problem_thresholds():
+    ok = {"step": 5, "spread": 0.3, "top3": 0.5, "pairs": 32, "chance_top3": 3 / 32, "p_top3": 1e-6}
+    assert health_problem(ok) is None
+    assert "collapsed at step 5" in health_problem({**ok, "spread": 3e-8})
+    assert "not above chance" in health_problem({**ok, "p_top3": 0.2})
+    assert "not above chance" in health_problem({**ok, "p_top3": float("nan")})
+
+
 def test_trained_evaluators_rank_matched_pairs_above_chance(trained_evaluator):
     """A short training on synthetic narrated motion: held-out R-Precision well above chance (3/32)."""
     folder, model, train, val, history = trained_evaluator
@@ -204,6 +298,7 @@ def test_trained_evaluators_rank_matched_pairs_above_chance(trained_evaluator):
     assert mismatched["top3"] < 0.3 and mismatched["top3"] < matched["top3"] - 0.2
     assert matched["mm_dist"] < mismatched["mm_dist"]
     assert model.config.training["best"]["top3"] == max(h["top3"] for h in history)
+    assert model.config.training["usable"] is True and model.config.training["unusable_reason"] == ""
 
 
 def test_train_evaluators_cli(built_dataset, tmp_path):
@@ -218,7 +313,8 @@ def test_train_evaluators_cli(built_dataset, tmp_path):
     args = ["train-evaluators", "--dataset", str(built_dataset), "--glove", str(glove), "--out", str(out),
             "--steps", "2", "--validate-every", "2", "--batch-size", "4", "--device", "cpu"]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    # two steps cannot rank above chance: saved, marked unusable, exit 1 (evaluate refuses it)
+    assert result.exit_code == 1 and "marked unusable" in result.output, result.output
     assert "R-Precision top-1" in result.output and "optimistic: chosen on that split" in result.output
     model = TextMotionEvaluator.load(out)
     data = CuratedDataset(built_dataset)
@@ -247,7 +343,7 @@ def test_train_evaluators_random_word_vectors(built_dataset, tmp_path):
     args = ["train-evaluators", "--dataset", str(built_dataset), "--out", str(out),
             "--steps", "2", "--validate-every", "2", "--batch-size", "4", "--device", "cpu"]
     result = CliRunner().invoke(app, args + ["--random-word-vectors"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1 and "marked unusable" in result.output, result.output  # two steps: at chance
     assert TextMotionEvaluator.load(out).config.training["word_vectors"] == "random(seed=0)"
     neither = CliRunner().invoke(app, args)
     assert neither.exit_code == 2 and "--glove" in neither.output and "--random-word-vectors" in neither.output

@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider
+from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider, ProviderUnusable
 from egotwin_bench.evaluate.providers.motion_quality import MotionQualityConfig, MotionQualityProvider
 from egotwin_bench.metrics.motion_quality import (
+    COLLAPSE_SPREAD,
+    chance_p_value,
+    collapse_problem,
     diversity,
     r_precision,
     r_precision_hits,
+    relative_spread,
 )
 
 
@@ -113,3 +117,40 @@ def test_identical_motion_embeddings_win_no_r_precision(rng):
     motion = np.repeat(rng.normal(size=(1, 8)), 32, axis=0)
     hits, _ = r_precision_hits(text, motion, top_k=3)
     assert not hits.any()
+
+
+def test_relative_spread_and_chance_known_answers(rng):
+    assert relative_spread(np.tile([3.0, 4.0], (10, 1))) == 0.0 and relative_spread(np.zeros((4, 3))) == 0.0
+    # two points at +-1 on an axis: centroid 0, RMS distance 1, RMS norm 1
+    assert relative_spread(np.array([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(1.0)
+    # the collapsed evaluator of issue #15: norm ~28, per-dimension std ~4e-8
+    collapsed = 27.7 / np.sqrt(512) + rng.normal(0, 4e-8, (32, 512))
+    assert relative_spread(collapsed) < 1e-7 and "collapsed" in collapse_problem(collapsed)
+    assert collapse_problem(rng.normal(size=(32, 512))) is None
+    assert COLLAPSE_SPREAD < relative_spread(rng.normal(5.0, 0.05, (32, 512)))  # a tight but real cloud
+    assert chance_p_value(0, 32, 3 / 32) == pytest.approx(1.0)
+    assert chance_p_value(32, 32, 0.5) == pytest.approx(0.5 ** 32)
+    assert chance_p_value(2, 2, 0.5) + 1e-12 >= 0.25  # P(X >= 2) of Bin(2, 0.5)
+
+
+def test_provider_refuses_a_collapsed_evaluator(tmp_path, text_motion_pairs, torch_one_thread):
+    """An evaluator whose motion embedding ignores the motion (here: the last layer zeroed, as the
+    saturated GRU of issue #15) is reported unusable on the reference clips instead of scoring
+    M-FID 0 for every submission."""
+    import torch
+
+    from egotwin_bench.estimators.gru_evaluators import EvaluatorConfig, TextMotionEvaluator
+    from egotwin_bench.estimators.text_features import random_word_vectors, vocabulary
+    from tests.fixtures_metrics import SMALL_EVALUATOR
+
+    texts, pos, rot = text_motion_pairs["val"]
+    torch.manual_seed(0)
+    model = TextMotionEvaluator(EvaluatorConfig(**SMALL_EVALUATOR), random_word_vectors(vocabulary(texts), 0))
+    with torch.no_grad():
+        model.motion_encoder.output_net[-1].weight.zero_()
+    model.save(tmp_path)
+    provider = MotionQualityProvider(MotionQualityConfig(evaluator_dir=str(tmp_path)))
+    assert provider.unavailable_reason() is None  # nothing recorded says so: found on the clips
+    clips = _clips(texts, pos, rot)
+    with pytest.raises(ProviderUnusable, match=r"collapsed.*relative spread 0 < 0.001.*retrain"):
+        provider.evaluate(clips, clips, np.random.default_rng(0))

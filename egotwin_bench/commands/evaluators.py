@@ -29,10 +29,13 @@ def register(app: typer.Typer) -> None:
         """Train the text and motion encoders (Guo et al. 2022) on head-centric motion with a contrastive loss.
 
         Prints the validation R-Precision (top-1/2/3, batches of 32) and MM-Dist of the kept evaluator.
+        Exits 1 when the motion embeddings collapsed at every validation (nothing saved) or when the
+        kept evaluator does not rank above chance (saved, marked unusable: evaluate refuses it).
         """
         import torch
 
         # lazy: the command's stack (torch) loads when it runs, so `egotwin-bench --help` stays fast
+        from egotwin_bench.metrics.motion_quality import EvaluatorCollapsedError
         from egotwin_bench.training.gru_evaluators import TrainConfig, train_from_dataset
 
         if (glove is None) == (not random_word_vectors):
@@ -49,6 +52,9 @@ def register(app: typer.Typer) -> None:
         except (FileNotFoundError, KeyError, ValueError, ImportError, OSError) as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+        except EvaluatorCollapsedError as err:
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
         training = model.config.training
         best, held = training.get("best", {}), training.get("held_out")
         typer.echo(f"kept step {best.get('step')} (best of the validations on {training.get('val_clips')} "
@@ -58,10 +64,16 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(f"no held-out score: split {report_split!r} has fewer than 2 clips")
         typer.echo(f"saved to {out}")
+        if training.get("usable") is False:
+            typer.secho(f"error: the kept evaluators are marked unusable ({training['unusable_reason']}); "
+                        "`evaluate` will refuse them. Train longer (--steps) or on more clips, or check the data.",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
 
 
 def _scores(s: dict) -> str:
     """R-Precision top-1/2/3 and MM-Dist of a validation record."""
     nan = float("nan")
     return (f"R-Precision top-1 {s.get('top1', nan):.3f} top-2 {s.get('top2', nan):.3f} "
-            f"top-3 {s.get('top3', nan):.3f}, MM-Dist {s.get('mm_dist', nan):.3f}")
+            f"top-3 {s.get('top3', nan):.3f} (chance {s.get('chance_top3', nan):.3f}, p {s.get('p_top3', nan):.2g}), "
+            f"MM-Dist {s.get('mm_dist', nan):.3f}, motion-embedding spread {s.get('spread', nan):.2g}")

@@ -62,6 +62,12 @@ class ProviderResult:
     """Remarks on this submission's values (e.g. an undefined part left out), shown in leaderboard.md."""
 
 
+class ProviderUnusable(RuntimeError):
+    """Raised by `MetricProvider.evaluate` when the provider turns out unable to score any
+    submission (e.g. a collapsed evaluator, seen on the reference clips): the runner then skips
+    it for the whole run, with this message as the reason, instead of recording a number."""
+
+
 @runtime_checkable
 class MetricProvider(Protocol):
     """A group of metrics (e.g. I-FID/FVD/CLIP-SIM, or M-FID/R-Prec/MM-Dist/Diversity)."""

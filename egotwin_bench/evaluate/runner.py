@@ -25,7 +25,7 @@ from egotwin_bench.estimators import select_estimator
 from egotwin_bench.evaluate.clip_cache import ClipCache
 from egotwin_bench.evaluate.leaderboard import write_results
 from egotwin_bench.evaluate.options import EvaluateOptions, EvaluationResult
-from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider
+from egotwin_bench.evaluate.protocol import EvalClip, MetricProvider, ProviderUnusable
 from egotwin_bench.evaluate.providers.hand_consistency import HandConsistencyProvider
 from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 from egotwin_bench.evaluate.reference import ReferenceClip, load_clips, reference_name
@@ -197,6 +197,23 @@ def _init_ray(workers: int) -> bool:
     return True
 
 
+def _drop_provider(result: EvaluationResult, available: list[MetricProvider], provider: MetricProvider,
+                   reason: str) -> None:
+    """Skip `provider` for the rest of the run (and remove values it gave earlier submissions)."""
+    available.remove(provider)
+    result.skipped[provider.name] = reason
+    names = set(provider.metric_names)
+    for row in result.rows:
+        for name in names:
+            for key in (name, f"{name}_low", f"{name}_high"):
+                row.pop(key, None)
+    for record in result.per_clip:
+        for name in names:
+            record.pop(name, None)
+    for name in names:
+        result.higher_is_better.pop(name, None)
+
+
 def evaluate_submissions(
     submissions: list[Path], options: EvaluateOptions, providers: list[MetricProvider] | None = None
 ) -> EvaluationResult:
@@ -248,10 +265,13 @@ def evaluate_submissions(
             row: dict = {"method": meta.method, "task": meta.task, "n_clips": len(generated),
                          "estimator": estimator, "toolkit_version": __version__}
             per_clip = {"clip_id": [c.clip_id for c in generated]}
-            for provider in available:
+            for provider in list(available):
                 rng = np.random.default_rng(options.seed)
                 try:
                     res = provider.evaluate(generated, reference, rng)
+                except ProviderUnusable as err:  # it cannot score anyone: skipped for the whole run
+                    _drop_provider(result, available, provider, str(err))
+                    continue
                 except Exception as err:  # noqa: BLE001 - one failing metric group must not lose the rest
                     result.provider_failures.setdefault(key, {})[provider.name] = f"{type(err).__name__}: {err}"
                     continue

@@ -32,6 +32,45 @@ import numpy as np
 R_PRECISION_BATCH: int = 32
 TOP_K: int = 3
 DIVERSITY_PAIRS: int = 300
+COLLAPSE_SPREAD: float = 1e-3
+"""`relative_spread` of motion embeddings below which an evaluator counts as collapsed (it maps
+every motion to nearly one point: M-FID ~0 and R-Prec at chance for any submission). A trained
+evaluator's spread is O(0.1-1); the collapsed one of issue #15 had 3e-8."""
+CHANCE_P_VALUE: float = 0.01
+"""One-sided binomial p-value under which a validation R-Precision (top-3) is above chance."""
+
+
+class EvaluatorCollapsedError(RuntimeError):
+    """The GRU motion evaluator maps different motions to (nearly) the same embedding."""
+
+
+def relative_spread(emb: np.ndarray) -> float:
+    """RMS distance of (N, E) embeddings to their centroid over their RMS norm; 0 when all are
+    identical (or all zero), ~1 for embeddings spread around the origin. Scale-free."""
+    emb = np.asarray(emb, dtype=np.float64)
+    norm = float(np.sqrt((emb ** 2).sum(axis=-1).mean()))
+    if norm == 0.0:
+        return 0.0
+    return float(np.sqrt(((emb - emb.mean(axis=0)) ** 2).sum(axis=-1).mean()) / norm)
+
+
+def collapse_problem(motion_emb: np.ndarray) -> str | None:
+    """Why these (N, E) motion embeddings of N different clips show a collapsed evaluator, or None."""
+    spread = relative_spread(motion_emb)
+    if len(motion_emb) < 2 or spread >= COLLAPSE_SPREAD:
+        return None
+    std = float(np.asarray(motion_emb, dtype=np.float64).std(axis=0).mean())
+    return (f"motion embeddings collapsed: {len(motion_emb)} different clips embed to one point "
+            f"(relative spread {spread:.2g} < {COLLAPSE_SPREAD:g}; per-dimension std {std:.2g}), so M-FID would be ~0 "
+            "and R-Prec at chance for any submission")
+
+
+def chance_p_value(hits: int, pairs: int, chance: float) -> float:
+    """P(at least `hits` of `pairs` are hits) when each is a hit with probability `chance`
+    (one-sided binomial test of an R-Precision against chance)."""
+    from scipy.stats import binom  # heavy import, only for this test
+
+    return float(binom.sf(hits - 1, pairs, chance))
 
 
 def r_precision_hits(text_emb: np.ndarray, motion_emb: np.ndarray, top_k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:

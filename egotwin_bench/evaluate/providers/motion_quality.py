@@ -4,6 +4,7 @@ the trained GRU evaluators' embedding space (the definitions and the protocol:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +12,10 @@ import numpy as np
 import torch
 
 from egotwin_bench.estimators.gru_evaluators import CONFIG_FILE, WEIGHTS_FILE, TextMotionEvaluator
-from egotwin_bench.evaluate.protocol import EvalClip, ProviderResult
+from egotwin_bench.evaluate.protocol import EvalClip, ProviderResult, ProviderUnusable
 from egotwin_bench.metrics.bootstrap import JACKKNIFE_GROUPS, REPLICATIONS, MetricValue, jackknife, replication_interval
 from egotwin_bench.metrics.frechet import FrechetReference
-from egotwin_bench.metrics.motion_quality import protocol_replication
+from egotwin_bench.metrics.motion_quality import collapse_problem, protocol_replication
 from egotwin_bench.motion import head_centric
 
 EVALUATOR_FLAG: str = "--evaluator-dir"
@@ -56,6 +57,10 @@ class MotionQualityProvider:
         if missing:
             return (f"GRU evaluators: {', '.join(missing)} missing in {folder} ({EVALUATOR_FLAG}); "
                     "run `egotwin-bench train-evaluators --out DIR`")
+        training = json.loads((folder / CONFIG_FILE).read_text()).get("training", {})
+        if training.get("usable") is False:
+            return (f"GRU evaluators in {folder} were marked unusable by train-evaluators: "
+                    f"{training.get('unusable_reason', 'no reason recorded')}; retrain them")
         return None
 
     @property
@@ -69,8 +74,12 @@ class MotionQualityProvider:
         return embed_clips(self.model, clips, self.config.batch_size)
 
     def evaluate(self, generated: list[EvalClip], reference: list[EvalClip], rng: np.random.Generator) -> ProviderResult:
-        gen_text, gen_motion = self.embed(generated)
         _, ref_motion = self.embed(reference)
+        if (problem := collapse_problem(ref_motion)) is not None:
+            raise ProviderUnusable(f"the GRU evaluators in {self.config.evaluator_dir} are unusable, {problem} "
+                                   "(checked on the reference clips); retrain them with `egotwin-bench "
+                                   "train-evaluators` (docs/metrics.md, 'Collapse')")
+        gen_text, gen_motion = self.embed(generated)
         runs = [protocol_replication(gen_text, gen_motion, rng) for _ in range(max(1, self.config.replications))]
         metrics = {m: replication_interval(np.array([r[m] for r in runs])) for m in runs[0]}
         if self.config.replications <= 1:
