@@ -280,7 +280,7 @@ class UnusableProvider(BrokenProvider):
 def test_unusable_provider_is_skipped_for_the_run(evaluated, submissions, room_dataset, tmp_path):
     """ProviderUnusable: listed under 'Metrics not computed' with its reason, no column, asked once."""
     from egotwin_bench.evaluate.clip_cache import ClipCache
-    from egotwin_bench.metrics.view_consistency import ViewConsistencyProvider
+    from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider
 
     options = EvaluateOptions(reference=room_dataset, out=tmp_path, n_bootstrap=20, plots=False)
     view = ViewConsistencyProvider(ExplodingEstimator(), ClipCache(evaluated[0] / "cache"), 20)  # cached poses
