@@ -200,15 +200,12 @@ def finish(submission: Path, reference: Path) -> dict[str, int]:
         if upsample:
             video = encode_mp4(upsample_video(torch.from_numpy(frames)))
             counts["upsampled"] += 1
-        if meta.task == "tm2v":
+        positions, rotations = read_motion(npz, meta.motion_format)
+        restore = meta.task == "tm2v" and not np.array_equal(positions, clip.positions.astype(np.float32))
+        if restore:
             positions, rotations = clip.positions, clip.rotations
-            restore = not np.array_equal(read_motion(npz, meta.motion_format)[0], positions.astype(np.float32))
-            counts["restored"] += int(restore)
-        else:
-            restore = False
+            counts["restored"] += 1
         if upsample or restore:
-            if not restore:
-                positions, rotations = read_motion(npz, meta.motion_format)
             write_clip(submission, clip.clip_id, video, positions=positions, rotations=rotations)
     if counts["upsampled"] or meta.reference != name:
         model = {**meta.model, "upsampled_to": VIDEO_SIZE} if counts["upsampled"] else meta.model
