@@ -1,7 +1,8 @@
 """Pose-estimator throughput and accuracy against ground-truth camera poses, one JSON line per estimator.
 
     python benchmarks/evaluate_throughput.py --dataset DATASET [--split test] [--clips 10]
-        [--estimators builtin,colmap] [--colmap 480:2048:exhaustive:0,240:2048:sequential ...]
+        [--estimators builtin,colmap] [--colmap fast,480:2048:exhaustive:0,240:2048:sequential ...]
+        [--draft 128]
         [--droid-weights droid.pth] [--droid-repo DROID-SLAM]
     python benchmarks/evaluate_throughput.py            # no dataset: rendered room walks (--clips)
 
@@ -9,7 +10,12 @@ Clips: a curated dataset (e.g. `make-synthetic` + `build-dataset`), whose ``came
 the true camera-to-world poses of every video frame, or, without --dataset, noise-free 41-frame
 walks through the textured room of `egotwin_bench.estimators.known_scenes`. Decoding is not timed.
 
-For each estimator (and each `--colmap` setting ``max_image_size:max_num_features:matching``) it
+`--draft S` turns every clip into a draft of the small reproduction (docs/reproduction.md): the
+frames shrunk to S px (antialiased bicubic) and upsampled back, as `small_pack.py finish` does
+with the model's 128 px samples; the true poses stay those of the clip.
+
+For each estimator (and each `--colmap` setting: a preset name of
+`egotwin_bench.estimators.colmap.COLMAP_PRESETS` or ``max_image_size:max_num_features:matching``) it
 prints one JSON line: seconds per clip (wall, and CPU seconds of all threads; the machine may be
 shared, CPU seconds are the steadier figure), CPU seconds per stage for COLMAP, and the accuracy
 of the estimate scored with the toolkit's own `view_errors` against the true poses: TransErr /
@@ -65,6 +71,16 @@ def dataset_clips(dataset: Path, split: str | None, n: int) -> list[tuple[str, n
         if len(out) >= n:
             break
     return out
+
+
+def draft(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> the same size after a round trip through `size` px (the sampler's resize)."""
+    import torch
+
+    from egotwin_model.sample import upsample_video
+
+    small = upsample_video(torch.from_numpy(np.ascontiguousarray(frames)), size)
+    return upsample_video(torch.from_numpy(small), frames.shape[1])
 
 
 def auc(matched: np.ndarray, mismatched: np.ndarray) -> float:
@@ -134,6 +150,8 @@ def main() -> None:
     parser.add_argument("--estimators", default="builtin,colmap", help="Comma-separated: builtin, colmap, droid.")
     parser.add_argument("--colmap", default="", help="Comma-separated COLMAP settings max_image_size:max_num_features:"
                         "matching[:first_octave] to compare besides the backend's defaults.")
+    parser.add_argument("--draft", type=int, default=0, help="Shrink every clip to this size (px) and upsample it "
+                        "back before estimating (the small reproduction's drafts); 0: the clips as they are.")
     parser.add_argument("--no-default", action="store_true", help="Skip the COLMAP defaults (only --colmap settings).")
     parser.add_argument("--droid-weights", type=Path, default=None, help="droid.pth for the droid backend.")
     parser.add_argument("--droid-repo", type=Path, default=None, help="DROID-SLAM checkout (default $DROID_SLAM_DIR).")
@@ -142,13 +160,18 @@ def main() -> None:
     from dataclasses import asdict
 
     from egotwin_bench.estimators import make_estimator
-    from egotwin_bench.estimators.colmap import ColmapConfig, ColmapEstimator
+    from egotwin_bench.estimators.colmap import COLMAP_PRESETS, ColmapConfig, ColmapEstimator
 
     clips = dataset_clips(args.dataset, args.split, args.clips) if args.dataset else rendered_clips(args.clips)
+    if args.draft:
+        clips = [(c, draft(frames, args.draft), K, T) for c, frames, K, T in clips]
     for name in args.estimators.split(","):
         if name == "colmap":
             configs = [] if args.no_default else [ColmapConfig()]
             for spec in filter(None, args.colmap.split(",")):
+                if spec in COLMAP_PRESETS:
+                    configs.append(COLMAP_PRESETS[spec])
+                    continue
                 size, features, matching, *octave = spec.split(":")
                 configs.append(ColmapConfig(max_image_size=int(size), max_num_features=int(features), matching=matching,
                                             first_octave=int(octave[0]) if octave else -1))
@@ -160,7 +183,8 @@ def main() -> None:
             if reason is not None:
                 print(json.dumps({"benchmark": "evaluate_throughput", "estimator": name, "skipped": reason}))
                 continue
-            print(json.dumps(score(name, estimator, clips, settings)), flush=True)
+            print(json.dumps({**score(name, estimator, clips, settings), "label": getattr(estimator, "label", name),
+                              "draft_px": args.draft}), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,13 @@ that has learned nothing beyond marginal statistics scores about that.
 Synchronous runs ("w/o AD", VidMLD) cannot take t_v != t_m: for them only the text probes (at
 t_v = t_m) and the Gaussian baseline are reported.
 
+The result holds each probe's mean over the clips, ``per_clip`` (every probe's value per clip,
+in ``clip_ids`` order) and ``differences``: for each pair of `PROBE_PAIRS` (a condition given vs
+removed, the model vs the Gaussian baseline) the mean per-clip difference and the relative one
+(mean / mean - 1), each with a paired bootstrap 95 % interval over clips
+(`egotwin_bench.metrics.bootstrap`, the leaderboard's). Every value comes from one noise draw
+per clip: the interval is over clips, not over draws.
+
     python -m egotwin_model.coupling --run RUN_DIR [--split test] [--device cuda] [--out FILE.json]
 """
 
@@ -33,8 +40,10 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from egotwin_bench.metrics.bootstrap import paired_difference, relative_difference
 from egotwin_model import diffusion
 from egotwin_model.dit import EgoTwinDiT
 from egotwin_model.precompute import write_json
@@ -44,13 +53,43 @@ from egotwin_model.run import dit_path, open_run
 from egotwin_model.stages.motion_vae import load_motion_vae
 from egotwin_model.stages.t2m_joint import motion_latents, video_condition
 
+PROBE_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("motion|video", "motion|video_clean", "motion|video_noised"),
+    ("video|motion", "video|motion_clean", "video|motion_noised"),
+    ("motion|text", "motion|text", "motion|null_text"),
+    ("video|text", "video|text", "video|null_text"),
+    ("motion|model_vs_gaussian", "motion|text", "gaussian_motion"),
+    ("video|model_vs_gaussian", "video|text", "gaussian_video"),
+)
+"""(name, with, without): the paired differences reported, ``with - without`` per clip (negative:
+the condition, or the model, lowers the loss)."""
+BOOTSTRAP_RESAMPLES: int = 2000
+
+
+def probe_differences(per_clip: dict[str, list[float]], seed: int = 0,
+                      resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, dict[str, float]]:
+    """Per `PROBE_PAIRS` entry whose two probes exist: ``difference`` (mean of with - without per
+    clip), ``relative`` (mean(with) / mean(without) - 1), each with ``_low`` / ``_high`` paired
+    bootstrap 95 % bounds, and ``clips`` (pairs with both values finite)."""
+    out = {}
+    for name, a, b in PROBE_PAIRS:
+        if a not in per_clip or b not in per_clip:
+            continue
+        x, y = np.asarray(per_clip[a], dtype=np.float64), np.asarray(per_clip[b], dtype=np.float64)
+        diff = paired_difference(x, y, np.random.default_rng(seed), resamples)
+        rel = relative_difference(x, y, np.random.default_rng(seed), resamples)
+        out[name] = {"with": a, "without": b, "clips": int(np.sum(np.isfinite(x) & np.isfinite(y))),
+                     "difference": diff.value, "difference_low": diff.low, "difference_high": diff.high,
+                     "relative": rel.value, "relative_low": rel.low, "relative_high": rel.high}
+    return out
+
 
 def gaussian_denoiser_mse(x0: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, alphas: torch.Tensor,
                           t: torch.Tensor) -> torch.Tensor:
     """Expected v-MSE (over latents 1..) of the optimal denoiser under a per-dimension Gaussian prior.
 
     x0: (B, L, ...) latents (only the shape is used); mean/var: (L, ...) prior per dimension;
-    t: (B,) timesteps. With x_t = a x0 + b eps and v = a eps - b x0 (a^2 + b^2 = 1), the
+    t: (B,) timesteps; returns (B,) per clip. With x_t = a x0 + b eps and v = a eps - b x0 (a^2 + b^2 = 1), the
     posterior-mean error is Var(v) - Cov(v, x_t)^2 / Var(x_t), where Var(v) = a^2 + b^2 s^2,
     Cov = a b (1 - s^2), Var(x_t) = a^2 s^2 + b^2.
     """
@@ -60,13 +99,15 @@ def gaussian_denoiser_mse(x0: torch.Tensor, mean: torch.Tensor, var: torch.Tenso
     b2 = 1 - a2
     s2 = var.to(torch.float64)[None]
     err = a2 + b2 * s2 - (a2 * b2 * (1 - s2) ** 2) / (a2 * s2 + b2).clamp_min(1e-12)
-    return err.expand(x0.shape)[:, 1:].mean()
+    return err.expand(x0.shape)[:, 1:].flatten(1).mean(1)
 
 
 @torch.no_grad()
 def conditional_losses(run_dir: str | Path, split: str = "test", batch_size: int = 16, seed: int = 0,
-                       device: str = "cpu", limit: int | None = None) -> dict:
-    """The probes of the module docstring for the joint model of `run_dir` on `split` of its cache."""
+                       device: str = "cpu", limit: int | None = None,
+                       resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+    """The probes of the module docstring for the joint model of `run_dir` on `split` of its cache:
+    means, ``per_clip`` values and the paired ``differences`` (`probe_differences`)."""
     run_dir = Path(run_dir)
     settings = open_run(run_dir, None)
     config = settings.model_config()
@@ -94,10 +135,10 @@ def conditional_losses(run_dir: str | Path, split: str = "test", batch_size: int
 
     n = len(data) if limit is None else min(limit, len(data))
     gen = torch.Generator(device=dev).manual_seed(seed + 1)
-    sums: dict[str, float] = {}
+    per_clip: dict[str, list[float]] = {}
 
-    def add(name: str, value: torch.Tensor, weight: int) -> None:
-        sums[name] = sums.get(name, 0.0) + float(value) * weight
+    def add(name: str, value: torch.Tensor) -> None:
+        per_clip.setdefault(name, []).extend(value.double().cpu().tolist())
 
     for start in range(0, n, batch_size):
         idx = list(range(start, min(start + batch_size, n)))
@@ -114,23 +155,25 @@ def conditional_losses(run_dir: str | Path, split: str = "test", batch_size: int
         null = null_text[None].expand_as(text)
 
         out = dit(text, xv, xm, t_v, t_m)
-        add("motion|text", diffusion.loss(out.motion, tgt_m), B)
-        add("video|text", diffusion.loss(out.video, tgt_v), B)
+        add("motion|text", diffusion.clip_losses(out.motion, tgt_m))
+        add("video|text", diffusion.clip_losses(out.video, tgt_v))
         out = dit(null, xv, xm, t_v, t_m)
-        add("motion|null_text", diffusion.loss(out.motion, tgt_m), B)
-        add("video|null_text", diffusion.loss(out.video, tgt_v), B)
-        add("gaussian_motion", gaussian_denoiser_mse(zm, *prior["motion"], alphas, t_m), B)
-        add("gaussian_video", gaussian_denoiser_mse(zv, *prior["video"], alphas, t_v), B)
+        add("motion|null_text", diffusion.clip_losses(out.motion, tgt_m))
+        add("video|null_text", diffusion.clip_losses(out.video, tgt_v))
+        add("gaussian_motion", gaussian_denoiser_mse(zm, *prior["motion"], alphas, t_m))
+        add("gaussian_video", gaussian_denoiser_mse(zv, *prior["video"], alphas, t_v))
         if config.dit.asynchronous:
             zero, last = torch.zeros_like(t_v), torch.full_like(t_v, T - 1)
             pure_v, _ = diffusion.noisy_inputs(alphas, zv, last, gen)
             pure_m, _ = diffusion.noisy_inputs(alphas, zm, last, gen)
-            add("motion|video_clean", diffusion.loss(dit(text, zv, xm, zero, t_m).motion, tgt_m), B)
-            add("motion|video_noised", diffusion.loss(dit(text, pure_v, xm, last, t_m).motion, tgt_m), B)
-            add("video|motion_clean", diffusion.loss(dit(text, xv, zm, t_v, zero).video, tgt_v), B)
-            add("video|motion_noised", diffusion.loss(dit(text, xv, pure_m, t_v, last).video, tgt_v), B)
+            add("motion|video_clean", diffusion.clip_losses(dit(text, zv, xm, zero, t_m).motion, tgt_m))
+            add("motion|video_noised", diffusion.clip_losses(dit(text, pure_v, xm, last, t_m).motion, tgt_m))
+            add("video|motion_clean", diffusion.clip_losses(dit(text, xv, zm, t_v, zero).video, tgt_v))
+            add("video|motion_noised", diffusion.clip_losses(dit(text, xv, pure_m, t_v, last).video, tgt_v))
     return {"run": str(run_dir), "variant": settings.variant, "split": split, "clips": n, "seed": seed,
-            **{k: v / n for k, v in sums.items()}}
+            **{k: float(np.mean(v)) for k, v in per_clip.items()},
+            "differences": probe_differences(per_clip, seed, resamples),
+            "per_clip": {"clip_ids": data.ids[:n], **per_clip}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,12 +184,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
+                        help="paired bootstrap resamples of the differences' 95 %% intervals (0: none)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here (atomically)")
     args = parser.parse_args(argv)
-    result = conditional_losses(args.run, args.split, args.batch_size, args.seed, args.device, args.limit)
+    result = conditional_losses(args.run, args.split, args.batch_size, args.seed, args.device, args.limit,
+                                args.bootstrap)
     if args.out is not None:
         write_json(args.out, result)
-    print(json.dumps(result))
+    print(json.dumps({k: v for k, v in result.items() if k != "per_clip"}))
 
 
 if __name__ == "__main__":

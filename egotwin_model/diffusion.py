@@ -110,6 +110,15 @@ def loss(model_out: torch.Tensor, targets: torch.Tensor, mask_first_latent: bool
     return F.mse_loss(model_out.float(), targets.float())
 
 
+def clip_losses(model_out: torch.Tensor, targets: torch.Tensor, mask_first_latent: bool = True) -> torch.Tensor:
+    """Per-clip MSE (B,) over each clip's elements (latent 0 excluded when masked); its mean is `loss`."""
+    if model_out.shape != targets.shape:
+        raise ValueError(f"prediction {tuple(model_out.shape)} and target {tuple(targets.shape)} differ")
+    if mask_first_latent:
+        model_out, targets = model_out[:, 1:], targets[:, 1:]
+    return (model_out.float() - targets.float()).pow(2).flatten(1).mean(1)
+
+
 def set_inference_steps(scheduler, steps: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Configure the scheduler for `steps` DDIM steps; returns the (steps,) timesteps, high to low."""
     if steps < 1 or steps > scheduler.config.num_train_timesteps:

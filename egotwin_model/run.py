@@ -7,7 +7,8 @@ RUN_DIR layout::
     encoders/                     tiny: tokenizer/ text_encoder/ vae/ (CogVideoX layout)
     cache/                        `precompute` output (see egotwin_model.precompute)
     <stage>/checkpoints/step-N/   DCP checkpoint: model + optimizer + train_state.json
-    <stage>/model.safetensors     final weights of the stage (what later stages / sample load)
+    <stage>/model.safetensors     final weights of the stage (what later stages / sample load), or
+                                  model-0000K-of-0000N.safetensors + model.safetensors.index.json
     <stage>/log.jsonl             one line per logged step: step, loss (+ parts), lr
     vae/latent_stats.json         motion latent scale (1 / std of posterior samples, train split)
 """
@@ -54,6 +55,9 @@ class TrainConfig:
     """Keep only the newest k checkpoints of the stage (0: all). Paper size: a joint checkpoint is ~71 GB."""
     save_dtype: str = "float32"
     """dtype of the floating tensors of the stage's final ``model.safetensors`` (float32 or bfloat16)."""
+    max_shard_mb: float = 0.0
+    """t2m / joint: write the final weights as ``model-0000K-of-0000N.safetensors`` shards of at most
+    this many MiB + ``model.safetensors.index.json`` when larger (0: one file; `checkpoint.write_weights`)."""
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {

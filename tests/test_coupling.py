@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from egotwin_model import diffusion
 from egotwin_model.config import DiffusionConfig
-from egotwin_model.coupling import conditional_losses, gaussian_denoiser_mse
+from egotwin_model.coupling import PROBE_PAIRS, conditional_losses, gaussian_denoiser_mse
 
 
 def test_gaussian_denoiser_error_matches_a_monte_carlo_of_the_posterior_mean() -> None:
@@ -28,7 +30,7 @@ def test_gaussian_denoiser_error_matches_a_monte_carlo_of_the_posterior_mean() -
         cov = ((xt - mu_x) * (v - mu_v)).mean(0) / (xt - mu_x).pow(2).mean(0).clamp_min(1e-12)
         empirical = (v - (mu_v + cov * (xt - mu_x))).pow(2)[:, 1:].mean()
         mean2, var2 = torch.cat([mean, mean]), torch.cat([var, var])
-        analytic = gaussian_denoiser_mse(x0, mean2, var2, alphas, t)
+        analytic = gaussian_denoiser_mse(x0, mean2, var2, alphas, t).mean()
         assert abs(float(analytic) - float(empirical)) < 0.01 * max(float(empirical), 0.05), t_value
 
 
@@ -43,3 +45,20 @@ def test_conditional_losses_report_every_probe_of_an_asynchronous_run(tiny_run) 
     # the same draws: a second call gives the same numbers
     again = conditional_losses(tiny_run, split="test", batch_size=2)
     assert all(again[k] == result[k] for k in probes)
+
+
+def test_conditional_losses_give_per_clip_values_and_paired_intervals(tiny_run) -> None:
+    result = conditional_losses(tiny_run, split="test", batch_size=2, resamples=200)
+    per_clip = result["per_clip"]
+    assert len(per_clip["clip_ids"]) == 3 and len(set(per_clip["clip_ids"])) == 3
+    for name, values in per_clip.items():
+        if name != "clip_ids":
+            assert len(values) == 3 and result[name] == np.mean(values), name
+    assert set(result["differences"]) == {name for name, _, _ in PROBE_PAIRS}
+    for name, a, b in PROBE_PAIRS:
+        d = result["differences"][name]
+        x, y = np.array(per_clip[a]), np.array(per_clip[b])
+        assert d["clips"] == 3 and d["difference"] == pytest.approx(float(np.mean(x - y)))
+        assert d["relative"] == pytest.approx(float(x.mean() / y.mean() - 1))
+        assert d["difference_low"] <= d["difference"] <= d["difference_high"], name
+        assert d["relative_low"] <= d["relative"] <= d["relative_high"], name

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from egotwin_bench.estimators import ESTIMATOR_CHOICES, ESTIMATOR_HELP
+from egotwin_bench.estimators import COLMAP_PRESET_HELP, ESTIMATOR_CHOICES, ESTIMATOR_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("results"), "--out", help="Where leaderboard.csv/.md, per_clip.parquet, plots/ and cache/ go."),
         split: str = typer.Option("test", "--split", help="Reference split."),
         estimator: str = typer.Option("auto", "--estimator", help=ESTIMATOR_HELP),
+        colmap_preset: str = typer.Option("default", "--colmap-preset", help=COLMAP_PRESET_HELP),
         droid_weights: Optional[Path] = typer.Option(None, "--droid-weights", help="DROID-SLAM droid.pth (local file)."),
         droid_repo: Optional[Path] = typer.Option(None, "--droid-repo", envvar="DROID_SLAM_DIR", help="DROID-SLAM checkout with its extensions built (docs/benchmark.md); default $DROID_SLAM_DIR."),
         hand_classifier: Optional[Path] = typer.Option(None, "--hand-classifier", help="Folder written by train-hand-classifier (HandScore)."),
@@ -47,7 +48,7 @@ def register(app: typer.Typer) -> None:
         if estimator not in ESTIMATOR_CHOICES:
             raise typer.BadParameter(f"--estimator must be one of {', '.join(ESTIMATOR_CHOICES)}")
         options = EvaluateOptions(
-            reference=reference, out=out, split=split, estimator=estimator, droid_weights=droid_weights, droid_repo=droid_repo,
+            reference=reference, out=out, split=split, estimator=estimator, colmap_preset=colmap_preset, droid_weights=droid_weights, droid_repo=droid_repo,
             hand_classifier=hand_classifier, inception_weights=inception_weights, i3d_weights=i3d_weights, fvd_network=fvd_network,
             clip_weights=clip_weights, evaluator_dir=evaluator_dir, allow_partial=allow_partial, workers=workers,
             n_bootstrap=n_bootstrap, jackknife_groups=jackknife_groups, replications=replications, seed=seed, cache_dir=cache_dir, plots=plots, device=device,

@@ -20,20 +20,28 @@ ESTIMATOR_HELP: str = (
     "droid (DROID-SLAM, the paper's; CUDA), or builtin (fast OpenCV visual odometry, ~0.5 s per clip, "
     "less accurate: a quick look, not a reported number)."
 )
+COLMAP_PRESET_HELP: str = (
+    "COLMAP settings (egotwin_bench.estimators.colmap.COLMAP_PRESETS): default (480 px SIFT, exhaustive "
+    "matching), or fast (240 px, 2048 keypoints, sequential matching: ~4x fewer CPU seconds, as accurate on "
+    "the synthetic clips and on 128 px drafts upsampled; docs/benchmark.md, \"COLMAP presets\"). The "
+    "leaderboard's estimator column names it (colmap, colmap-fast)."
+)
 
 
 def make_estimator(
-    name: str, droid_weights: str | Path | None = None, droid_repo: str | Path | None = None
+    name: str, droid_weights: str | Path | None = None, droid_repo: str | Path | None = None,
+    colmap_preset: str = "default",
 ) -> PoseEstimator:
     """Build a pose estimator by backend name (`colmap`, `droid` or `builtin`).
 
-    `droid_weights` is DROID-SLAM's ``droid.pth``; `droid_repo` its checkout (None: ``$DROID_SLAM_DIR``).
+    `droid_weights` is DROID-SLAM's ``droid.pth``; `droid_repo` its checkout (None: ``$DROID_SLAM_DIR``);
+    `colmap_preset` a name of `egotwin_bench.estimators.colmap.COLMAP_PRESETS` (the colmap backend only).
     """
     if name == "colmap":
         # lazy: cv2 + pycolmap (and `egotwin-bench --help` reads this package's choices)
-        from egotwin_bench.estimators.colmap import ColmapEstimator
+        from egotwin_bench.estimators.colmap import ColmapEstimator, colmap_preset as preset
 
-        return ColmapEstimator()
+        return ColmapEstimator(preset(colmap_preset))
     if name == "droid":
         # lazy: cv2; DROID-SLAM's checkout (and `egotwin-bench --help` reads this package's choices)
         from egotwin_bench.estimators.droid import DroidEstimator
@@ -48,14 +56,15 @@ def make_estimator(
 
 
 def select_estimator(
-    name: str, droid_weights: str | Path | None = None, droid_repo: str | Path | None = None
+    name: str, droid_weights: str | Path | None = None, droid_repo: str | Path | None = None,
+    colmap_preset: str = "default",
 ) -> tuple[PoseEstimator, str | None]:
     """The estimator a run uses for `--estimator name`, and a note for the leaderboard saying
     why `auto` did not pick DROID-SLAM (None for an explicit choice or when DROID runs)."""
     if name != "auto":
-        return make_estimator(name, droid_weights, droid_repo), None
+        return make_estimator(name, droid_weights, droid_repo, colmap_preset), None
     droid = make_estimator("droid", droid_weights, droid_repo)
     why = droid.unavailable_reason()
     if why is None:
         return droid, None
-    return make_estimator("colmap"), f"Camera poses from COLMAP (--estimator auto; DROID-SLAM not used: {why})."
+    return make_estimator("colmap", colmap_preset=colmap_preset), f"Camera poses from COLMAP (--estimator auto; DROID-SLAM not used: {why})."

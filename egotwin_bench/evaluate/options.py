@@ -20,6 +20,8 @@ class EvaluateOptions:
     split: str = "test"
     estimator: str = "auto"
     """`colmap`, `droid`, `builtin`, or `auto` (DROID-SLAM when it can run, else colmap)."""
+    colmap_preset: str = "default"
+    """`egotwin_bench.estimators.colmap.COLMAP_PRESETS` name of the colmap backend (`default`, `fast`)."""
     droid_weights: Path | None = None
     droid_repo: Path | None = None
     """DROID-SLAM checkout (None: ``$DROID_SLAM_DIR``)."""

@@ -59,7 +59,7 @@ class UnavailableProvider:
 def resolve_estimator(options: EvaluateOptions):
     """The pose estimator of `options.estimator` and the leaderboard note on `auto`'s choice
     (`egotwin_bench.estimators.select_estimator`: auto = DROID-SLAM if it can run, else colmap)."""
-    return select_estimator(options.estimator, options.droid_weights, options.droid_repo)
+    return select_estimator(options.estimator, options.droid_weights, options.droid_repo, options.colmap_preset)
 
 
 def _cache_root(options: EvaluateOptions) -> Path:
@@ -233,7 +233,9 @@ def evaluate_submissions(
             available.append(p)
         else:
             skipped[p.name] = reason
-    estimator = next((p.estimator.name for p in available if hasattr(p, "estimator")), "")
+    pose = next((p.estimator for p in available if hasattr(p, "estimator")), None)
+    estimator = pose.name if pose is not None else ""
+    label = getattr(pose, "label", estimator)  # the leaderboard's column: backend and its preset
     result = EvaluationResult([], [], skipped, [], [], higher_is_better={
         m: hb for p in available for m, hb in p.higher_is_better.items()
     })
@@ -263,7 +265,7 @@ def evaluate_submissions(
             reference = [reference_eval_clip(by_id[c]) for c in report.valid_clips]
             key = f"{meta.method}/{meta.task}"
             row: dict = {"method": meta.method, "task": meta.task, "n_clips": len(generated),
-                         "estimator": estimator, "toolkit_version": __version__}
+                         "estimator": label, "toolkit_version": __version__}
             per_clip = {"clip_id": [c.clip_id for c in generated]}
             for provider in list(available):
                 rng = np.random.default_rng(options.seed)

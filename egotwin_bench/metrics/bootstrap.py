@@ -3,7 +3,9 @@
 Which one a metric gets (docs/metrics.md, "Intervals"):
 
 * **Means of per-clip values** (CLIP-SIM, TransErr, RotErr) and ratio statistics (HandScore):
-  the percentile bootstrap over clips (`bootstrap`, `bootstrap_mean`).
+  the percentile bootstrap over clips (`bootstrap`, `bootstrap_mean`); differences of two
+  measurements of the same clips (e.g. a condition probe clean vs noised) the paired bootstrap
+  (`paired_difference`, `relative_difference`).
 * **Fréchet distances of a set against a fixed reference** (I-FID, FVD, M-FID): *not* the bootstrap. A
   resample with replacement repeats clips, which shrinks the set's effective size and so biases
   every Fréchet distance upwards: the percentile interval then sits wholly above the point value
@@ -67,6 +69,29 @@ def bootstrap_mean(values: np.ndarray, rng: np.random.Generator, resamples: int 
     """Mean of per-clip values (N,) with its bootstrap interval."""
     v = np.asarray(values, dtype=np.float64)
     return bootstrap(lambda idx: v[idx].mean(), len(v), rng, resamples)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int = 1000) -> MetricValue:
+    """Mean of the per-clip differences a - b (N,) of two measurements of the same clips, with the
+    paired percentile bootstrap (clips resampled, each keeping its pair). Pairs with a NaN are
+    dropped; raises when a and b differ in length."""
+    d = _pairs(a, b)
+    return bootstrap_mean(d[:, 0] - d[:, 1], rng, resamples)
+
+
+def relative_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int = 1000) -> MetricValue:
+    """mean(a) / mean(b) - 1 over the same clips (e.g. -0.06: a is 6 % lower), with the paired
+    percentile bootstrap; pairs with a NaN are dropped."""
+    d = _pairs(a, b)
+    return bootstrap(lambda idx: d[idx, 0].mean() / d[idx, 1].mean() - 1.0, len(d), rng, resamples)
+
+
+def _pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired values need two (N,) arrays of the same clips, got {a.shape} and {b.shape}")
+    d = np.stack([a, b], axis=1)
+    return d[np.isfinite(d).all(axis=1)]
 
 
 def jackknife(

@@ -122,7 +122,7 @@ def build_diffusion_stage(stage: str, run_dir: Path, config: EgoTwinConfig, sett
         return total, {k: v.detach() for k, v in parts.items()}
 
     def finalize() -> None:
-        save_weights(dit, dit_path(run_dir, stage), tc.save_dtype)
+        save_weights(dit, dit_path(run_dir, stage), tc.save_dtype, tc.max_shard_mb)
 
     return Stage(stage, dit, len(data), batch, loss, finalize, post_backward=post_backward, no_decay=no_decay,
                  blocks=dit.blocks)
