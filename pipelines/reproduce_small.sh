@@ -4,7 +4,8 @@
 #   bash pipelines/reproduce_small.sh CHUNK
 #
 # CPU host (where the project is installed, `make install`):
-#   data      synthetic Nymeria-format world (64 sequences x 66 s, 64 subjects, 33 locations)
+#   data      synthetic Nymeria-format world (SEQUENCES, default 72, x 66 s: ~725 clips, >= 700 as #15
+#             asks; 72 subjects, 37 locations)
 #             -> build-dataset (480 px clips) -> the 128 px training pack (pipelines/small_pack.py)
 #   wheels    the Python wheels a bare GPU host lacks (PyAV, diffusers, roma, tomli-w) -> .whl/
 #   evaluators  the benchmark's hand classifier and GRU text/motion evaluators, trained on the
@@ -17,7 +18,10 @@
 #             Finished steps are skipped and a step cut by the budget resumes from its checkpoint,
 #             so `gpu` is rerun until it prints "every step done" (3-4 calls of < 10 min on an H200).
 # CPU host again:
-#   evaluate  FILES="dir1 dir2 dir3" (where the GPU chunks' files came back): unpack them, restore
+#   weights   (GPU host, after gpu) WEIGHTS_RUNS="egotwin" (default): bring back a runnable copy of those
+#             runs' final small weights (joint DiT in bf16 shards of 15 MiB; ~50 MB a run, one per call)
+#   evaluate  FILES="dir1 dir2 dir3" (where the GPU chunks' files came back): unpack them (weights
+#             into $REPRO/weights/RUN: `egotwin-model sample --run` / coupling probes on the CPU), restore
 #             the condition modality of TM2V/TV2M from the full-size dataset, add the ground-truth
 #             and motion-shuffled references, `evaluate` every submission ->
 #             $REPRO/results/leaderboard.{csv,md}; then the report (docs/reproduction/)
@@ -28,7 +32,7 @@
 # the chunk's new submissions as submissions.tgz.part-* of < 16 MiB; default $RUNS/out). Budgets: STEPS_VIDEO_VAE,
 # STEPS_VAE, STEPS_T2M, STEPS_JOINT (same for every variant: same data, budget and seeds).
 set -euo pipefail
-CHUNK=${1:?usage: reproduce_small.sh data|wheels|evaluators|gpu|evaluate}
+CHUNK=${1:?usage: reproduce_small.sh data|wheels|evaluators|gpu|collect|weights|evaluate}
 REPRO=${REPRO:-repro_small}
 PACK=${PACK:-.repro/pack}
 RUNS=${RUNS:-runs/small}
@@ -66,7 +70,7 @@ if [ "$CHUNK" = data ]; then
   BIN=${BIN:-.venv/bin}
   mkdir -p "$REPRO"
   [ -f "$REPRO/nymeria/.complete" ] || {
-    "$BIN/egotwin-bench" make-synthetic --out "$REPRO/nymeria" --sequences 64 --seconds 66 --resolution 320 \
+    "$BIN/egotwin-bench" make-synthetic --out "$REPRO/nymeria" --sequences "${SEQUENCES:-72}" --seconds 66 --resolution 320 \
       --seed 15 --workers "${WORKERS:-2}"
     touch "$REPRO/nymeria/.complete"; }
   "$BIN/egotwin-bench" build-dataset --nymeria-root "$REPRO/nymeria" --out "$REPRO/dataset" --workers "${WORKERS:-2}"
@@ -89,6 +93,8 @@ if [ "$CHUNK" = evaluate ]; then  # FILES: the folders the GPU chunks' files cam
   mkdir -p "$SUBS" "$REPRO/meta"
   for dir in ${FILES:?set FILES to the folders holding meta.tar.gz / submissions.tgz.part-*}; do
     if ls "$dir"/submissions.tgz.part-* >/dev/null 2>&1; then cat "$dir"/submissions.tgz.part-* | tar -C "$SUBS" -xzf -; fi
+    if ls "$dir"/weights.tgz.part-* >/dev/null 2>&1; then
+      mkdir -p "$REPRO/weights"; cat "$dir"/weights.tgz.part-* | tar -C "$REPRO/weights" -xzf -; fi
     [ -f "$dir/meta.tar.gz" ] && tar -C "$REPRO" -xzf "$dir/meta.tar.gz"
   done
   for sub in "$SUBS"/*-t2vm "$SUBS"/*-tm2v "$SUBS"/*-tv2m; do  # 128 px drafts -> 480 px, conditions restored
@@ -133,9 +139,9 @@ base=$RUNS/egotwin
 link() { mkdir -p "$RUNS/$1"; [ -e "$RUNS/$1/$2" ] || [ -L "$RUNS/$1/$2" ] || ln -s "../$3/$2" "$RUNS/$1/$2"; }
 stage() {  # stage RUN NAME STEPS [extra]: train unless the stage's weights exist
   local run=$1 name=$2 steps=$3; shift 3
-  local done_file=$RUNS/$run/$name/model.safetensors
+  local done_file=$RUNS/$run/$name/model.safetensors  # or the sharded layout's model.safetensors.index.json
   [ "$name" = video-vae ] && done_file=$RUNS/$run/encoders/vae/config.json
-  [ -f "$done_file" ] || timed "$run/$name" "${MODEL[@]}" train --stage "$name" --config "$CONFIG" --variant "$run" \
+  [ -f "$done_file" ] || [ -f "$done_file.index.json" ] || timed "$run/$name" "${MODEL[@]}" train --stage "$name" --config "$CONFIG" --variant "$run" \
     --dataset "$DATA" --out "$RUNS/$run" --max-steps "$steps" --device "$DEVICE" --log-every 50 --checkpoint-every 100 "$@"
 }
 sample() {  # sample RUN TASK
@@ -162,8 +168,10 @@ gpu() {  # the whole GPU pipeline in dependency order; independent steps run sid
   for v in wo_im wo_ad; do link "$v" vae egotwin; done
   link vidmld vae wo_mr
   link wo_im t2m egotwin
-  for v in egotwin wo_ad wo_mr vidmld; do stage "$v" t2m "$STEPS_T2M" & done; wait
-  for v in "${VARIANTS[@]}"; do stage "$v" joint "$STEPS_JOINT" & done; wait
+  # final DiT weights in shards of <= 15 MiB (a device call brings back files of <= 16 MiB); joint's
+  # in bf16 (44 MB, the weights `weights` brings back; sample and probes load them into fp32)
+  for v in egotwin wo_ad wo_mr vidmld; do stage "$v" t2m "$STEPS_T2M" --max-shard-mb 15 & done; wait
+  for v in "${VARIANTS[@]}"; do stage "$v" joint "$STEPS_JOINT" --max-shard-mb 15 --save-dtype bfloat16 & done; wait
   for v in "${VARIANTS[@]}"; do sample "$v" t2vm & done
   sample egotwin tv2m & sample egotwin tm2v & sample vidmld tv2m & wait
   for v in "${VARIANTS[@]}"; do probe "$v" & done; wait
@@ -187,8 +195,34 @@ collect() {  # logs, probes, timings -> meta.tar.gz; this chunk's new submission
     tar -C "$SUBS" -czf - $new | split -b 15m - "$OUT/submissions.tgz.part-"
   fi
 }
+weights() {  # WEIGHTS_RUNS (default egotwin): a runnable copy of each run's final weights (run.json,
+  # encoders, motion VAE, joint DiT in bf16 shards, the cache's motion statistics and null text, no
+  # clips) -> $OUT/weights.tgz.part-* of 15 MiB; one run (~50 MB) per device call (<= 64 MB, <= 8 files)
+  local runs=${WEIGHTS_RUNS:-egotwin} dst=$RUNS/weights r
+  rm -rf "$dst"; mkdir -p "$dst"
+  for r in $runs; do
+    [ -f "$RUNS/$r/joint/model.safetensors.index.json" ] || [ -f "$RUNS/$r/joint/model.safetensors" ] || {
+      echo "weights: $r has no final joint weights yet (run the gpu chunk first)" >&2; return 2; }
+    mkdir -p "$dst/$r/vae" "$dst/$r/joint" "$dst/$r/cache"
+    cp -L "$RUNS/$r/run.json" "$dst/$r/"
+    cp -rL "$RUNS/$r/encoders" "$dst/$r/"
+    cp -L "$RUNS/$r"/vae/model*.safetensors* "$RUNS/$r/vae/latent_stats.json" "$dst/$r/vae/"
+    cp -L "$RUNS/$r"/joint/model*.safetensors* "$dst/$r/joint/"
+    cp -L "$RUNS/$r"/cache/{manifest.json,motion_stats.safetensors,null_text.safetensors} "$dst/$r/cache/"
+  done
+  du -sh "$dst"/*
+  rm -f "$OUT"/weights.tgz.part-*
+  tar -C "$dst" -czf - $runs | split -b 15m - "$OUT/weights.tgz.part-"
+  local parts; parts=$(ls "$OUT"/weights.tgz.part-* | wc -l)
+  if [ "$parts" -gt 4 ]; then
+    rm -f "$OUT"/weights.tgz.part-*
+    echo "weights: $runs need $parts parts of 15 MiB (> 60 MiB, a call brings back 64 MB): give fewer WEIGHTS_RUNS" >&2
+    return 2
+  fi
+}
 case "$CHUNK" in
   gpu) gpu; collect ;;
   collect) collect ;;
+  weights) weights ;;
   *) echo "unknown chunk $CHUNK" >&2; exit 2 ;;
 esac
