@@ -1,6 +1,6 @@
 """The report of the small-scale reproduction (`pipelines/reproduce_small.sh`, issue #15).
 
-Reads ``REPRO/results/leaderboard.csv`` (the benchmark's own `evaluate`), the GPU chunks' meta
+Reads ``REPRO/results/leaderboard.csv`` (the benchmark's own `evaluate`; ``--results`` another), the GPU chunks' meta
 files (``REPRO/meta``: condition probes, training logs, timings) and the TV2M submissions, and
 writes to ``--out`` (docs/reproduction/):
 
@@ -27,6 +27,7 @@ import polars as pl  # noqa: E402
 from egotwin_bench.curation.video import decode_mp4  # noqa: E402
 from egotwin_bench.evaluate.reference import load_clips  # noqa: E402
 from egotwin_bench.evaluate.submission import read_meta, read_motion  # noqa: E402
+from egotwin_bench.metrics.bootstrap import paired_difference  # noqa: E402
 from egotwin_bench.metrics.view_consistency import head_camera_trajectory, view_errors  # noqa: E402
 from egotwin_bench.skeleton import HEAD  # noqa: E402
 
@@ -84,6 +85,15 @@ def probe_table(meta: Path) -> tuple[str, dict]:
     for run, name in ROWS:
         if run in probes:
             lines.append(f"| {name} | " + " | ".join(_fmt(probes[run].get(k), 4) for k in PROBES) + " |")
+    diffs = [(name, probes[run]["differences"]) for run, name in ROWS if "differences" in probes.get(run, {})]
+    if diffs:  # probes written since the per-clip intervals (egotwin_model.coupling.probe_differences)
+        pairs = list(dict.fromkeys(k for _, d in diffs for k in d))
+        lines += ["", "Relative difference with / without, per clip paired, 95 % bootstrap interval over clips:", "",
+                  "| row | " + " | ".join(pairs) + " |", "|" + "---|" * (len(pairs) + 1)]
+        for name, d in diffs:
+            cells = [f"{d[k]['relative']:+.1%} [{d[k]['relative_low']:+.1%}, {d[k]['relative_high']:+.1%}]"
+                     if k in d else "—" for k in pairs]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n", probes
 
 
@@ -126,12 +136,10 @@ def tv2m_trajectories(repro: Path) -> tuple[str, dict]:
             common = sorted(set(per_clip[a]) & set(per_clip[b]))
             if not common:
                 continue
-            d = np.array([np.subtract(per_clip[a][c], per_clip[b][c]) for c in common])  # (n, 2): trans, rot
-            boot = d[rng.integers(0, len(d), (2000, len(d)))].mean(axis=1)
-            lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
-            paired[f"{a} - {b}"] = {"clips": len(common), "trans_err_m": float(d[:, 0].mean()),
-                                    "trans_err_ci": [float(lo[0]), float(hi[0])], "rot_err_rad": float(d[:, 1].mean()),
-                                    "rot_err_ci": [float(lo[1]), float(hi[1])]}
+            x, y = (np.array([per_clip[s][c] for c in common]) for s in (a, b))  # (n, 2): trans, rot
+            t, r = (paired_difference(x[:, k], y[:, k], rng, 2000) for k in (0, 1))
+            paired[f"{a} - {b}"] = {"clips": len(common), "trans_err_m": t.value, "trans_err_ci": [t.low, t.high],
+                                    "rot_err_rad": r.value, "rot_err_ci": [r.low, r.high]}
     if paired:
         lines += ["", "| paired difference (per clip, same clips) | clips | TransErr (m) [95 %] | RotErr (rad) [95 %] |",
                   "|---|---|---|---|"]
@@ -217,10 +225,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repro", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="`evaluate` output folder with leaderboard.csv (default REPRO/results)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     meta = args.repro / "meta"
-    board, rows = leaderboard_tables(args.repro / "results")
+    board, rows = leaderboard_tables(args.results or args.repro / "results")
     probes_md, probes = probe_table(meta)
     traj_md, traj = tv2m_trajectories(args.repro)
     time_md, total = device_time(meta)

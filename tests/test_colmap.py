@@ -14,7 +14,14 @@ from egotwin_bench import geometry
 from egotwin_bench.estimators import ESTIMATOR_CHOICES, make_estimator, select_estimator
 from egotwin_bench.estimators.base import PoseEstimate, default_intrinsics
 from egotwin_bench.estimators.builtin import BuiltinEstimator
-from egotwin_bench.estimators.colmap import ColmapConfig, ColmapEstimator, colmap_camera_params, fill_unregistered
+from egotwin_bench.estimators.colmap import (
+    COLMAP_PRESETS,
+    ColmapConfig,
+    ColmapEstimator,
+    colmap_camera_params,
+    colmap_preset,
+    fill_unregistered,
+)
 from egotwin_bench.estimators.known_scenes import camera_path, render_room
 from egotwin_bench.evaluate.protocol import EvalClip
 from egotwin_bench.evaluate.providers.view_consistency import ViewConsistencyProvider, pose_failure
@@ -51,6 +58,27 @@ def test_colmap_recovers_short_walks(short_estimates):
         err = view_errors(estimate.poses, truth)
         print(f"COLMAP short walk: TransErr {err.trans_err:.5f} m, RotErr {np.rad2deg(err.rot_err):.4f} deg")
         assert err.trans_err < 0.05 and err.rot_err < np.deg2rad(1.0), err
+
+
+def test_the_fast_preset_recovers_the_short_walks_too():
+    est = make_estimator("colmap", colmap_preset="fast")
+    assert est.config == COLMAP_PRESETS["fast"] and est.label == "colmap-fast"
+    for i in range(len(SHORT_WALKS)):
+        truth = short_walk(i)
+        estimate = est.estimate(render_room(truth, K, render_scale=0.5), K)
+        err = view_errors(estimate.poses, truth)
+        assert estimate.registered.all() and pose_failure(estimate) is None
+        assert err.trans_err < 0.05 and err.rot_err < np.deg2rad(1.0), (i, err)
+
+
+def test_presets_are_named_and_labelled():
+    assert colmap_preset("default") == ColmapConfig() and ColmapEstimator().label == "colmap"
+    fast = colmap_preset("fast")
+    assert (fast.max_image_size, fast.max_num_features, fast.first_octave, fast.matching) == (240, 2048, 0, "sequential")
+    assert ColmapEstimator(ColmapConfig(max_image_size=320)).label == "colmap-custom"
+    assert ColmapEstimator(fast).cache_id() != ColmapEstimator().cache_id()
+    with pytest.raises(ValueError, match="unknown COLMAP preset 'fastest'; choose one of default, fast"):
+        make_estimator("colmap", colmap_preset="fastest")
 
 
 def test_colmap_own_trajectory_beats_every_other(short_estimates):

@@ -200,6 +200,9 @@ def test_build_providers_skips_with_reasons(no_weights, room_dataset, tmp_path, 
     assert {"ifid", "fvd", "clip_sim", "motion_quality", "view_consistency", "hand_consistency"} <= set(providers)
     reasons = {n: p.unavailable_reason() for n, p in providers.items()}
     assert reasons["view_consistency"] is None and providers["view_consistency"].estimator.name == "colmap"
+    fast = EvaluateOptions(reference=room_dataset, out=tmp_path, estimator="colmap", colmap_preset="fast")
+    view = next(p for p in build_providers(fast) if p.name == "view_consistency")
+    assert view.estimator.label == "colmap-fast" and view.estimator.config.matching == "sequential"
     assert "inception_v3" in reasons["ifid"] and "train-hand-classifier" in reasons["hand_consistency"]
     # A quality module that cannot be imported becomes a skip with the reason.
     monkeypatch.setitem(sys.modules, "egotwin_bench.evaluate.providers.video_quality", None)
