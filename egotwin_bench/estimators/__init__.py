@@ -22,8 +22,8 @@ ESTIMATOR_HELP: str = (
 )
 COLMAP_PRESET_HELP: str = (
     "COLMAP settings (egotwin_bench.estimators.colmap.COLMAP_PRESETS): default (480 px SIFT, exhaustive "
-    "matching), or fast (240 px, 2048 keypoints, sequential matching: ~4x fewer CPU seconds, as accurate on "
-    "the synthetic clips and on 128 px drafts upsampled; docs/benchmark.md, \"COLMAP presets\"). The "
+    "matching), or fast (240 px, 2048 keypoints, sequential matching: 4-6x fewer CPU seconds, as accurate on "
+    "10 synthetic clips and their 128 px drafts; docs/benchmark.md, \"COLMAP presets\"). The "
     "leaderboard's estimator column names it (colmap, colmap-fast)."
 )
 

@@ -74,10 +74,10 @@ COLMAP_PRESETS: dict[str, ColmapConfig] = {
     "fast": ColmapConfig(max_image_size=240, max_num_features=2048, first_octave=0, matching="sequential"),
 }
 """Named settings (`--colmap-preset`). ``fast``: SIFT on a 240 px frame from its own size (no 2x
-upsampling), 2048 keypoints, each frame matched with its 10 successors: ~4x fewer CPU seconds
-than ``default`` and as accurate on 480 px clips of the synthetic dataset and on 128 px drafts
-upsampled to 480 px (docs/benchmark.md, "COLMAP presets"); ``default`` stays the reported setting
-for full-resolution video."""
+upsampling), 2048 keypoints, each frame matched with its 10 successors: 3.6x (128 px drafts
+upsampled to 480 px) to 5.9x (480 px clips) fewer CPU seconds than ``default``, as accurate
+within what 10 synthetic clips resolve (docs/benchmark.md, "COLMAP presets"); ``default`` stays
+the validated setting (61 clips of issue #19)."""
 
 
 def colmap_preset(name: str) -> ColmapConfig:
