@@ -104,7 +104,7 @@ if [ "$CHUNK" = evaluate ]; then  # FILES: the folders the GPU chunks' files cam
   [ -d "$SUBS/shuffled_motion" ] || "$BIN/egotwin-bench" make-submission --from-reference "$REPRO/dataset" \
     --shuffle-motion --out "$SUBS/shuffled_motion"
   "$BIN/egotwin-bench" evaluate "$SUBS" --reference "$REPRO/dataset" --out "$REPRO/results" \
-    --estimator "${ESTIMATOR:-builtin}" --hand-classifier "$REPRO/hand_classifier" --evaluator-dir "$REPRO/evaluators" \
+    --estimator "${ESTIMATOR:-colmap}" --colmap-preset "${COLMAP_PRESET:-fast}" --hand-classifier "$REPRO/hand_classifier" --evaluator-dir "$REPRO/evaluators" \
     --workers "${WORKERS:-2}"
   "$BIN/python" pipelines/reproduce_small_report.py --repro "$REPRO" --out docs/reproduction
   exit 0
