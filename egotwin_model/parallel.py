@@ -31,6 +31,10 @@ from egotwin_model.run import TrainConfig
 from egotwin_model.stages.base import Stage
 
 
+CHECKPOINT_WRITER_THREADS: int = 8
+"""Threads (hence files per rank) DCP writes a checkpoint with."""
+
+
 @dataclass(frozen=True)
 class DistInfo:
     rank: int
@@ -154,7 +158,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     payload = {"model": model_sd}
     if optimizer is not None:
         payload["optim"] = optim_sd
-    dcp.save(payload, checkpoint_id=str(tmp))
+    # several writer threads: one thread pickles ~0.55 GB/s (a 36 GB paper-size checkpoint: 65 s on the H200 host)
+    writer = dcp.FileSystemWriter(str(tmp), thread_count=CHECKPOINT_WRITER_THREADS)
+    dcp.save(payload, storage_writer=writer)
     if not dist.is_initialized() or dist.get_rank() == 0:
         (tmp / "train_state.json").write_text(json.dumps(state, indent=2))
         if path.exists():
