@@ -28,6 +28,7 @@ from torch.profiler import ProfilerActivity, profile
 from egotwin_model.config import VIDEO_LATENT_FRAMES, EgoTwinConfig
 from egotwin_model.dit import EgoTwinDiT
 from egotwin_model.flops import dit_flops
+from egotwin_model.optim import OPTIMIZERS, make_optimizer
 from egotwin_model.parallel import (
     apply_activation_checkpointing,
     apply_compile,
@@ -109,6 +110,8 @@ def main() -> None:
                     help="after timing, profile one step and print the N costliest kernels to stderr")
     ap.add_argument("--compile", action="store_true", help="torch.compile each block")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
+                    help="adamw (fused) or adamw8bit (torchao, 8-bit moments: frees ~35 GB at paper size)")
     ap.add_argument("--skip-unmasked", action="store_true", help="do not time the unmasked variant")
     args = ap.parse_args()
 
@@ -130,8 +133,8 @@ def main() -> None:
         apply_compile(model.blocks)
     compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     apply_fsdp(model, [model.blocks], info, param_dtype=compute_dtype)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
-                            fused=device.type == "cuda")
+    opt = make_optimizer([{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": 0.0}],
+                         args.optimizer, lr=1e-5, device=device)
     gen = torch.Generator(device=device).manual_seed(info.rank)
     batch = _batch(cfg, args.stage, args.batch, video_hw, device, gen)
 
@@ -165,6 +168,7 @@ def main() -> None:
         "tokens_per_sample": tokens,
         "activation_checkpointing": f"every {args.ac_every}" if not args.no_ac else False,
         "compile": args.compile,
+        "optimizer": args.optimizer,
         "mask_backend": args.backend,
         "step_time_s": round(masked, 4),
         "tokens_per_s_per_gpu": round(tokens * args.batch / masked, 1),

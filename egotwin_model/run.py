@@ -23,6 +23,7 @@ from typing import Any
 from egotwin_bench.constants import VIDEO_SIZE
 from egotwin_model.config import EgoTwinConfig
 from egotwin_model.encoders import load_encoders
+from egotwin_model.optim import OPTIMIZERS
 from egotwin_model.precompute import precompute, write_json
 
 STAGES: tuple[str, ...] = ("video-vae", "vae", "t2m", "joint")
@@ -54,6 +55,8 @@ class TrainConfig:
     """Keep only the newest k checkpoints of the stage (0: all). Paper size: a joint checkpoint is ~71 GB."""
     save_dtype: str = "float32"
     """dtype of the floating tensors of the stage's final ``model.safetensors`` (float32 or bfloat16)."""
+    optimizer: str = "adamw"
+    """`egotwin_model.optim.OPTIMIZERS`: adamw, or adamw8bit (8-bit moments: a 4x smaller optimizer state)."""
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -74,7 +77,10 @@ def train_config(stage: str, config: EgoTwinConfig, **overrides: Any) -> TrainCo
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
-    return TrainConfig(stage=stage, **values)
+    tc = TrainConfig(stage=stage, **values)
+    if tc.optimizer not in OPTIMIZERS:  # checked before training, not at the first step
+        raise ValueError(f"optimizer {tc.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    return tc
 
 
 @dataclass

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from egotwin_model.checkpoint import _json_safe, latest_checkpoint, rng_state, set_rng_state
+from egotwin_model.optim import make_optimizer, set_lr
 from egotwin_model.parallel import (
     init_distributed,
     is_main,
@@ -71,7 +72,8 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def build_optimizer(model: nn.Module, tc: TrainConfig, no_decay: Iterable[str] = ()) -> torch.optim.Optimizer:
-    """AdamW over `model`'s trainable parameters; `no_decay` names get weight decay 0.
+    """`tc.optimizer` (AdamW, `egotwin_model.optim`) over `model`'s trainable parameters; `no_decay`
+    names get weight decay 0.
 
     The lr is set every step by `lr_at`.
     """
@@ -81,7 +83,7 @@ def build_optimizer(model: nn.Module, tc: TrainConfig, no_decay: Iterable[str] =
         raise ValueError(f"stage {tc.stage}: no trainable parameter")
     groups = [{"params": [p for n, p in named if n not in skip], "weight_decay": tc.weight_decay},
               {"params": [p for n, p in named if n in skip], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=tc.lr, betas=tc.betas)
+    return make_optimizer([g for g in groups if g["params"]], tc.optimizer, tc.lr, tc.betas, tc.device)
 
 
 def seed_everything(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
@@ -96,8 +98,7 @@ def train_step(stage: Stage, optimizer: torch.optim.Optimizer, batch: dict[str, 
                generator: torch.Generator, lr: float, grad_clip: float) -> dict[str, float]:
     """One optimisation step; returns the loss, its parts and the gradient norm as floats."""
     stage.model.train()
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    set_lr(optimizer, lr)
     loss, parts = stage.loss(batch, generator)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"stage {stage.name}: non-finite loss {loss.item()}")

@@ -24,18 +24,18 @@
 # 3 s after its first checkpoint exists; joint_resume must log "joint: steps K..", K > 1.
 #
 # Disk (paper size, decimal GB; measured on the H200 2026-12-01: the weights are 19.65 GiB and a
-# fresh `nvidia-h200` has ~41 GiB free): weights 21.1; motion VAE 1.7 + checkpoint ~5; t2m:
-# checkpoints hold the trainable motion branch only (frozen parameters are rebuilt from the
-# CogVideoX folder on resume) and its final DiT is written in bf16 (--save-dtype: 11.8); joint:
-# final bf16 11.8 + a ~71 GB checkpoint (fp32 weights + 2 AdamW moments of 5.9 B parameters,
-# all trainable). --keep-checkpoints 1 and PRUNE=1 (a finished stage's checkpoints deleted) keep
-# one checkpoint at a time, yet joint still needs ~115 GB at its peak: more than an
-# `nvidia-h200` machine's disk. JOINT_DIR puts RUN/joint elsewhere (a symlink), e.g. on a tmpfs
-# of the host's 128 GiB RAM; not run yet (TODO of issue #16: a 64 GiB host cannot hold one
-# paper-size joint checkpoint on disk; bf16 / 8-bit AdamW moments would bring it to ~47 / ~35 GB).
+# fresh `nvidia-h200` has 41-64 GiB free on / and a 128 GiB tmpfs on /dev/shm): weights 21.1; motion
+# VAE 1.7 + checkpoint ~5; t2m: checkpoints hold the trainable motion branch only (frozen
+# parameters are rebuilt from the CogVideoX folder on resume) and its final DiT is written in bf16
+# (--save-dtype: 11.8); joint: final bf16 11.8 + checkpoints of fp32 weights and both AdamW moments
+# of 5.9 B trainable parameters: ~71 GB with fp32 moments, ~36 GB with `--optimizer adamw8bit`
+# (torchao, 8-bit moments; the default here). A checkpoint is written whole before the older one is
+# deleted (--keep-checkpoints 1), so joint peaks at two checkpoints + its final weights: ~84 GB
+# with 8-bit moments: more than the disk, so JOINT_DIR=/dev/shm/egotwin_joint puts RUN/joint on
+# the RAM tmpfs (a symlink). PRUNE=1 deletes a finished stage's checkpoints.
 #
 # Knobs (environment): WORK (default /tmp/egotwin_paper; ~25 GB of weights), OUT, PYTHON,
-# CLIPS (clips cached per split, default 8), JOINT_STEPS (default 6), KILL_AFTER (seconds before
+# CLIPS (clips cached per split, default 8), JOINT_STEPS (default 4), KILL_AFTER (seconds before
 # the first joint run is killed at the latest, default 590), SAMPLE_STEPS (default 50), WORKERS
 # (default 8), PRUNE (default 1), ENGINE (build-dataset engine, default ray), SAVE_DTYPE (default
 # bfloat16), JOINT_DIR (default: RUN/joint itself).
@@ -46,7 +46,7 @@ set -uo pipefail
 PY=${PYTHON:-python3}
 SCALE=${SCALE:-paper}
 DEVICE=${DEVICE:-cuda}
-JOINT_FLAGS=${JOINT_FLAGS-"--ac-every 3"}
+JOINT_FLAGS=${JOINT_FLAGS-"--ac-every 3 --optimizer adamw8bit"}
 SEQUENCES=${SEQUENCES:-4}
 SECONDS_PER_SEQUENCE=${SECONDS_PER_SEQUENCE:-60}
 RESOLUTION=${RESOLUTION:-704}
@@ -56,7 +56,7 @@ SAVE_DTYPE=${SAVE_DTYPE:-bfloat16}  # the t2m / joint final weights (the rehears
 WORK=${WORK:-/tmp/egotwin_paper}
 OUT=${OUT:-benchmarks/results}
 CLIPS=${CLIPS:-8}
-JOINT_STEPS=${JOINT_STEPS:-6}
+JOINT_STEPS=${JOINT_STEPS:-4}
 KILL_AFTER=${KILL_AFTER:-590}
 SAMPLE_STEPS=${SAMPLE_STEPS:-50}
 WORKERS=${WORKERS:-8}

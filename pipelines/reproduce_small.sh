@@ -107,7 +107,7 @@ if [ "$CHUNK" = wheels ]; then
   mkdir -p .whl
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d .whl av==19.0.2 diffusers==0.42.1 roma==1.8.0 tomli-w==1.2.0
+    -d .whl av==19.0.2 diffusers==0.42.1 roma==1.8.0 tomli-w==1.2.0 torchao==0.18.0
   du -sh .whl
   exit 0
 fi

@@ -40,7 +40,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("egotwin_bench.commands", "egotwin_bench.cli"),
     # egotwin_model sits on all of egotwin_bench.
     ("egotwin_model", "egotwin_model.config"),
-    ("egotwin_model.pretrained", "egotwin_model.diffusion", "egotwin_model.flops", "egotwin_model.merged_attention"),
+    ("egotwin_model.pretrained", "egotwin_model.diffusion", "egotwin_model.flops", "egotwin_model.merged_attention",
+     "egotwin_model.optim"),
     ("egotwin_model.interaction", "egotwin_model.encoders", "egotwin_model.precompute"),
     ("egotwin_model.dit", "egotwin_model.motion_vae"),
     ("egotwin_model.guidance", "egotwin_model.run", "egotwin_model.cached_clips", "egotwin_model.stages.base"),

@@ -149,3 +149,41 @@ def test_pipeline_on_the_curated_synthetic_dataset(built_dataset: Path, tmp_path
     cli("sample", "--run", run, "--dataset", built_dataset, "--task", "t2vm", "--out", out, "--steps", 2)
     report = validate_submission(out, split_ids(built_dataset, "test"), reference_name(built_dataset, "test"))
     assert report.ok, report.summary()
+
+
+def test_bf16_forward_is_the_fsdp2_mixed_precision_forward_of_training() -> None:
+    """CUDA sampling runs the DiT through `BF16Forward`; it must compute what training's FSDP2 bf16
+    mixed precision computes (parameters and inputs in bf16), here on CPU, up to bf16 rounding
+    (FSDP2 also casts each block's floating inputs, e.g. the rotary tables, to bf16)."""
+    import copy
+
+    import torch
+
+    from egotwin_model.config import EgoTwinConfig
+    from egotwin_model.dit import EgoTwinDiT
+    from egotwin_model.parallel import apply_fsdp, init_distributed
+    from egotwin_model.sample import BF16Forward
+
+    cfg = EgoTwinConfig.load("tiny").dit
+    torch.manual_seed(0)
+    dit = EgoTwinDiT(cfg).eval()
+    with torch.no_grad():  # the zero-initialised output heads made non-zero, as after training
+        for p in dit.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    g = torch.Generator().manual_seed(1)
+    text = torch.randn(2, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g)
+    video = torch.randn(2, 3, cfg.in_channels, cfg.sample_height, cfg.sample_width, generator=g)
+    motion = torch.randn(2, cfg.motion_length, cfg.motion_channels, generator=g)
+    t = torch.tensor([10, 500])
+    fsdp = copy.deepcopy(dit)
+    apply_fsdp(fsdp, [fsdp.blocks], init_distributed("cpu"), param_dtype=torch.bfloat16)
+    with torch.no_grad():
+        want = fsdp(text, video, motion, t, t)
+        got = BF16Forward(copy.deepcopy(dit))(text, video, motion, t, t)
+        full = dit(text, video, motion, t, t)
+    assert got.video.dtype == got.motion.dtype == torch.float32
+    for name in ("video", "motion"):
+        a, b, ref = getattr(got, name), getattr(want, name).float(), getattr(full, name)
+        assert not torch.equal(a, ref)  # bf16 arithmetic, not the fp32 model
+        # no further from training's forward than training's forward is from fp32
+        assert (a - b).abs().max() <= (b - ref).abs().max(), name
