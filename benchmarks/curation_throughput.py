@@ -40,13 +40,19 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow.parquet as pq
+import ray
+
+from egotwin_bench.curation import sequence
+from egotwin_bench.curation.config import CurationConfig, load_config_file
+from egotwin_bench.curation.pipeline import build_dataset
+from egotwin_bench.curation.sequence import video_frame_indices
+from egotwin_bench.nymeria.layout import find_sequences, open_sequence
+from egotwin_bench.nymeria.rgb import RgbStream, open_rgb_stream
+from egotwin_bench.nymeria.vrs import open_vrs_rgb
 
 
 def vrs_backed(vrs: Path) -> Callable:
     """An `open_rgb_stream` whose frames are decoded from the real VRS file (see the module doc)."""
-    from egotwin_bench.nymeria.rgb import RgbStream, open_rgb_stream
-    from egotwin_bench.nymeria.vrs import open_vrs_rgb
-
     real = open_vrs_rgb(vrs)
     records = len(real.device_times_ns)
 
@@ -62,12 +68,9 @@ def vrs_backed(vrs: Path) -> Callable:
     return open_stream
 
 
-def decode_seconds(data: Path, dataset: Path, open_rgb_stream: Callable) -> tuple[float, float, int]:
+def decode_seconds(data: Path, dataset: Path, open_rgb: Callable) -> tuple[float, float, int]:
     """Wall and CPU time to decode exactly the RGB frames the built clips use, per sequence, in
     order, and their number."""
-    from egotwin_bench.curation.sequence import video_frame_indices
-    from egotwin_bench.nymeria.layout import find_sequences, open_sequence
-
     manifest = pq.read_table(dataset / "manifest.parquet", columns=["sequence_id", "t0_timecode_ns"]).to_pylist()
     by_seq: dict[str, list[int]] = {}
     for r in manifest:
@@ -78,7 +81,7 @@ def decode_seconds(data: Path, dataset: Path, open_rgb_stream: Callable) -> tupl
         if seq.sequence_id not in by_seq:
             continue
         t, c = time.perf_counter(), time.process_time()
-        rgb = open_rgb_stream(seq)
+        rgb = open_rgb(seq)
         idx = sorted({int(i) for t0 in by_seq[seq.sequence_id] for i in video_frame_indices(rgb, t0)[0]})
         for _ in rgb.iter_frames(idx):
             frames += 1
@@ -97,18 +100,13 @@ def main() -> None:
     parser.add_argument("--vrs", type=Path, default=None, help="decode every frame from this real Aria VRS (in-process only)")
     args = parser.parse_args()
 
-    import ray
-
-    from egotwin_bench.curation import sequence
-    from egotwin_bench.curation.config import CurationConfig, load_config_file
-    from egotwin_bench.curation.pipeline import build_dataset
-    from egotwin_bench.nymeria.rgb import open_rgb_stream
-
     if args.vrs is not None:
         if args.workers:
             parser.error("--vrs runs in-process only: pass --workers without values")
-        open_rgb_stream = vrs_backed(args.vrs)
-        sequence.open_rgb_stream = open_rgb_stream  # what the curation of a sequence opens
+        open_rgb = vrs_backed(args.vrs)
+        sequence.open_rgb_stream = open_rgb  # what the curation of a sequence opens
+    else:
+        open_rgb = open_rgb_stream
 
     config = CurationConfig() if args.config is None else load_config_file(args.config)[0]
 
@@ -155,7 +153,7 @@ def main() -> None:
             for w in args.workers:
                 run(f"w{w}", "ray", w)
             ray.shutdown()
-    decode_s, decode_cpu_s, frames = decode_seconds(data, dataset, open_rgb_stream)
+    decode_s, decode_cpu_s, frames = decode_seconds(data, dataset, open_rgb)
     result["decode_s"] = round(decode_s, 2)
     result["decode_cpu_s"] = round(decode_cpu_s, 2)
     result["decoded_frames"] = frames

@@ -32,9 +32,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from egotwin_bench.curation.video import decode_mp4, encode_mp4
+from egotwin_bench.estimators import make_estimator
+from egotwin_bench.estimators.base import PoseEstimate, default_intrinsics
+from egotwin_bench.estimators.colmap import COLMAP_PRESETS, ColmapConfig, ColmapEstimator
+from egotwin_bench.estimators.known_scenes import camera_path, render_room
+from egotwin_bench.evaluate.providers.view_consistency import pose_failure
+from egotwin_bench.evaluate.reference import load_clips
+from egotwin_bench.metrics.view_consistency import view_errors
+from egotwin_model.sample import upsample_video
 
 GOAL_SECONDS_PER_CLIP_2_THREADS: float = 7.0
 GOAL_TRANS_ERR_M: float = 0.01
@@ -42,10 +54,6 @@ GOAL_TRANS_ERR_M: float = 0.01
 
 def rendered_clips(n: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(clip id, frames, K, true poses) of `n` room walks (seeded)."""
-    from egotwin_bench.curation.video import decode_mp4, encode_mp4
-    from egotwin_bench.estimators.base import default_intrinsics
-    from egotwin_bench.estimators.known_scenes import camera_path, render_room
-
     K = default_intrinsics()
     rng = np.random.default_rng(0)
     out = []
@@ -58,12 +66,7 @@ def rendered_clips(n: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray
 
 def dataset_clips(dataset: Path, split: str | None, n: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(clip id, frames, K, true poses) of the first `n` clips of `split` (None: all splits, in order)."""
-    import json as _json
-
-    from egotwin_bench.curation.video import decode_mp4
-    from egotwin_bench.evaluate.reference import load_clips
-
-    splits = [split] if split else list(_json.loads((dataset / "splits.json").read_text()))
+    splits = [split] if split else list(json.loads((dataset / "splits.json").read_text()))
     out = []
     for name in splits:
         for clip in load_clips(dataset, name, limit=n - len(out)):
@@ -75,10 +78,6 @@ def dataset_clips(dataset: Path, split: str | None, n: int) -> list[tuple[str, n
 
 def draft(frames: np.ndarray, size: int) -> np.ndarray:
     """(N, H, W, 3) uint8 -> the same size after a round trip through `size` px (the sampler's resize)."""
-    import torch
-
-    from egotwin_model.sample import upsample_video
-
     small = upsample_video(torch.from_numpy(np.ascontiguousarray(frames)), size)
     return upsample_video(torch.from_numpy(small), frames.shape[1])
 
@@ -91,10 +90,6 @@ def auc(matched: np.ndarray, mismatched: np.ndarray) -> float:
 
 def score(name: str, estimator, clips: list, settings: dict) -> dict:
     """Run `estimator` on every clip; timings and accuracy against the true poses."""
-    from egotwin_bench.estimators.base import PoseEstimate
-    from egotwin_bench.evaluate.providers.view_consistency import pose_failure
-    from egotwin_bench.metrics.view_consistency import view_errors
-
     estimates, failures, zero, wall, cpu, stages, fallbacks = {}, {}, 0, 0.0, 0.0, {}, 0
     for clip_id, frames, K, _ in clips:
         t, c = time.perf_counter(), time.process_time()
@@ -156,11 +151,6 @@ def main() -> None:
     parser.add_argument("--droid-weights", type=Path, default=None, help="droid.pth for the droid backend.")
     parser.add_argument("--droid-repo", type=Path, default=None, help="DROID-SLAM checkout (default $DROID_SLAM_DIR).")
     args = parser.parse_args()
-
-    from dataclasses import asdict
-
-    from egotwin_bench.estimators import make_estimator
-    from egotwin_bench.estimators.colmap import COLMAP_PRESETS, ColmapConfig, ColmapEstimator
 
     clips = dataset_clips(args.dataset, args.split, args.clips) if args.dataset else rendered_clips(args.clips)
     if args.draft:

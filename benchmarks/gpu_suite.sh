@@ -12,3 +12,8 @@ run 200 benchmarks/train_step.py --stage joint --batch 1 --steps 3 --warmup 1
 run 240 benchmarks/train_step.py --stage joint --batch 1 --steps 3 --warmup 2 --compile --ac-every 2
 run 90 benchmarks/train_step.py --stage t2m --batch 64 --steps 5 --warmup 2
 run 150 benchmarks/sample_speed.py --steps 50
+# Issue #16 item 3, the optimizer-state lever: 8-bit AdamW moments (torchao) free ~35 GB, enough to
+# drop activation checkpointing; three repeats (the compiled update's graphs are cached after the first).
+for _ in 1 2 3; do
+  run 300 benchmarks/train_step.py --stage joint --batch 1 --steps 4 --warmup 3 --compile --no-ac --optimizer adamw8bit
+done

@@ -36,6 +36,7 @@ def _rel(a: float, b: float) -> float:
 def frechet_vs_pytorch_fid(rng: np.random.Generator) -> dict:
     """Our Fréchet distance vs pytorch-fid's `calculate_frechet_distance` (or its transcription)."""
     try:
+        # lazy: pytorch-fid is an optional reference (the dev extra); without it, its transcription below
         from pytorch_fid.fid_score import calculate_frechet_distance
         source = "pytorch_fid.fid_score.calculate_frechet_distance"
     except ImportError:
@@ -61,7 +62,7 @@ def inception_vs_pytorch_fid(rng: np.random.Generator) -> dict:
     plain = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
     out = {"antialiased_vs_plain_mean_abs_diff_255": float((antialiased - plain).abs().mean() * 255)}
     try:
-        import pytorch_fid.inception as pfi
+        import pytorch_fid.inception as pfi  # lazy: optional reference (the dev extra), may be absent
     except ImportError:
         out["pytorch_fid"] = "not installed"
         return out
@@ -99,7 +100,7 @@ def i3d_preprocess_vs_videogpt(rng: np.random.Generator) -> dict:
 
 def hand_f1_vs_sklearn(rng: np.random.Generator) -> dict:
     try:
-        from sklearn.metrics import f1_score
+        from sklearn.metrics import f1_score  # lazy: optional reference (the dev extra), may be absent
     except ImportError:
         return {"sklearn": "not installed"}
     worst = 0.0

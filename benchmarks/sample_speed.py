@@ -18,6 +18,7 @@ import json
 import time
 
 import torch
+from diffusers import AutoencoderKLCogVideoX
 
 from egotwin_model.config import MOTION_LATENTS, VIDEO_LATENT_FRAMES, EgoTwinConfig
 from egotwin_model.diffusion import denoise_step, initial_latents, make_scheduler, set_inference_steps
@@ -88,8 +89,6 @@ def main() -> None:
         motion_decode = time.perf_counter() - s
         video_decode = None
         if not args.no_video_vae and args.config == "paper":
-            from diffusers import AutoencoderKLCogVideoX
-
             with torch.device(device):
                 vae = AutoencoderKLCogVideoX().to(dtype).eval()
             vae.enable_tiling()

@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from egotwin_model.config import VIDEO_LATENT_FRAMES, EgoTwinConfig
 from egotwin_model.dit import EgoTwinDiT
@@ -85,10 +87,6 @@ def _time_steps(step, steps: int, warmup: int, device) -> float:
 
 def _profile(step, rows: int, device) -> None:
     """One step under torch.profiler; the `rows` costliest kernels go to stderr."""
-    import sys
-
-    from torch.profiler import ProfilerActivity, profile
-
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         step()

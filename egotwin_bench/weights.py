@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -165,8 +166,6 @@ def availability(spec: WeightSpec, path: str | Path | None = None, verify: bool 
 def is_torchscript(path: str | Path) -> bool:
     """Whether `path` is a TorchScript archive (``torch.jit.save``: a zip with a ``code/`` folder)
     rather than a ``torch.save`` file (a zip with ``data.pkl`` only) or anything else."""
-    import zipfile
-
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
@@ -180,11 +179,11 @@ def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
     Raises:
         WeightsMismatchError: the file does not hold a state dict.
     """
-    import torch
+    import torch  # lazy: torch (~3 s to import) only to read a file; resolving and hashing weights need none
 
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # lazy: as torch above
 
         return load_file(str(path))
     try:

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from diffusers import CogVideoXDDIMScheduler
 
 from egotwin_model.config import DiffusionConfig
 
 
 def make_scheduler(config: DiffusionConfig):
     """A `diffusers.CogVideoXDDIMScheduler` with `config`'s (CogVideoX-5B's) settings."""
-    from diffusers import CogVideoXDDIMScheduler
-
     return CogVideoXDDIMScheduler(**config.scheduler_kwargs())
 
 

@@ -37,6 +37,7 @@ from diffusers.models.embeddings import (
 )
 from diffusers.models.normalization import AdaLayerNorm
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
+from safetensors import safe_open
 from torch import nn
 
 from egotwin_model.config import DiTConfig
@@ -249,6 +250,7 @@ class EgoTwinDiT(PretrainedMixin, nn.Module):
         """CogVideoX's 3D RoPE (cos, sin) for a (frames, height, width) latent, as its pipeline."""
         if not self.config.use_rotary_positional_embeddings:
             return None
+        # lazy: the CogVideoX pipeline module (~0.5 s more: T5 and the pipeline stack) for this one helper
         from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 
         p = self.config.patch_size
@@ -362,8 +364,6 @@ class EgoTwinDiT(PretrainedMixin, nn.Module):
         of ours (D_time, 2D) and the t_motion half is zeroed (so the embedding starts equal to
         CogVideoX's). Returns {'loaded': [...], 'not_in_checkpoint': [...]} (the motion branch).
         """
-        from safetensors import safe_open
-
         folder = _transformer_folder(Path(folder))
         self._check_cogvideox_config(json.loads((folder / "config.json").read_text()), folder)
         files = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))

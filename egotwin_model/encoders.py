@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 
 WEIGHTS_HINT = (
     "get them from https://huggingface.co/THUDM/CogVideoX-5b (e.g. `huggingface-cli download "
@@ -72,8 +73,6 @@ def check_weights_folder(root: str | Path, parts: Sequence[str] = ("tokenizer", 
 
 def _checkpoint_keys(folder: Path, stem: str) -> set[str] | None:
     """Tensor names of the ``<stem>*.safetensors`` files in `folder` (headers only); None if none."""
-    from safetensors import safe_open
-
     index = folder / f"{stem}.safetensors.index.json"
     files = ([folder / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
              if index.is_file() else sorted(folder.glob(f"{stem}*.safetensors")))
@@ -123,6 +122,7 @@ class TextEncoder:
     @classmethod
     def from_folder(cls, root: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> "TextEncoder":
         """Load ``root/tokenizer`` and ``root/text_encoder`` (CogVideoX layout)."""
+        # lazy: transformers (~1 s to import) only when T5 is loaded (`egotwin_model.run` imports this module without it)
         from transformers import AutoTokenizer, T5EncoderModel
 
         root = check_weights_folder(root, ("tokenizer", "text_encoder"))
@@ -161,6 +161,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512):
 
     Returns a transformers `PreTrainedTokenizerFast`, so it saves and loads like T5's.
     """
+    # lazy: tokenizers + transformers (~1 s to import) only when a tokenizer is trained
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -195,7 +196,7 @@ class TinyTextEncoderConfig:
 
 def build_tiny_text_encoder(texts: Sequence[str], cfg: TinyTextEncoderConfig) -> TextEncoder:
     """Tokenizer trained on `texts` + a seeded random `T5EncoderModel` of the real architecture."""
-    from transformers import T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel  # lazy: transformers (~1 s to import) only when T5 is built
 
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     config = T5Config(
@@ -261,7 +262,7 @@ class VideoVAE:
     @classmethod
     def from_folder(cls, root: str | Path, size: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> "VideoVAE":
         """Load ``root/vae`` with diffusers' `AutoencoderKLCogVideoX.from_pretrained`."""
-        from diffusers import AutoencoderKLCogVideoX
+        from diffusers import AutoencoderKLCogVideoX  # lazy: diffusers (~1 s to import) only when the VAE is loaded
 
         root = check_weights_folder(root, ("vae",))
         vae, info = AutoencoderKLCogVideoX.from_pretrained(root / "vae", torch_dtype=dtype, low_cpu_mem_usage=False,
@@ -299,7 +300,7 @@ class TinyVideoVAEConfig:
 
 def build_tiny_video_vae(cfg: TinyVideoVAEConfig):
     """A seeded randomly initialised `AutoencoderKLCogVideoX` of `cfg`'s small size."""
-    from diffusers import AutoencoderKLCogVideoX
+    from diffusers import AutoencoderKLCogVideoX  # lazy: diffusers (~1 s to import) only when the VAE is built
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from egotwin_model.merged_attention import fused_kernel, merged_masked_attention, split_dense_mask
 
@@ -101,8 +102,6 @@ def dense_mask(layout: TokenLayout, device: torch.device | str | None = None) ->
 
 def block_mask(layout: TokenLayout, device: torch.device | str = "cuda", block_size: int = 128):
     """The same rule as a FlexAttention `BlockMask` (batch- and head-independent)."""
-    from torch.nn.attention.flex_attention import create_block_mask
-
     kinds, index = layout.kinds_and_indices(device)
 
     def mask_mod(b, h, q_idx, kv_idx):
@@ -166,8 +165,6 @@ def _cached_merged(layout: TokenLayout, device: str) -> tuple[torch.Tensor, torc
 @lru_cache(maxsize=2)
 def _flex_attention(compiled: bool):
     """FlexAttention, compiled on CUDA (its fused kernel); eager elsewhere (forward only on CPU)."""
-    from torch.nn.attention.flex_attention import flex_attention
-
     return torch.compile(flex_attention, dynamic=False) if compiled else flex_attention
 
 

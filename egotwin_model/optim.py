@@ -22,7 +22,8 @@ import torch
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adamw8bit")
 """`TrainConfig.optimizer` values."""
 
-TORCHAO_HINT = "the adamw8bit optimizer needs torchao: `pip install torchao==0.18.0` (pinned in pyproject.toml)"
+TORCHAO_HINT = ("the adamw8bit optimizer needs torchao: `pip install -e '.[train8bit]'` "
+                "(torchao==0.18.0, pinned in pyproject.toml)")
 
 
 def make_optimizer(param_groups: Iterable[dict[str, Any]], name: str, lr: float,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,19 @@ from typing import Any, Iterable
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from egotwin_model.run import TrainConfig
 from egotwin_model.stages.base import Stage
+
+
+CHECKPOINT_WRITER_THREADS: int = 8
+"""Threads (hence files per rank) DCP writes a checkpoint with."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +99,6 @@ def apply_activation_checkpointing(blocks: nn.ModuleList, every: int = 1) -> Non
 
     `every=1` checkpoints all blocks (least memory, ~1/3 more compute); `every=2` half of them.
     """
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
-
     for i, block in enumerate(blocks):
         if i % every == 0:
             blocks[i] = checkpoint_wrapper(block, preserve_rng_state=False)
@@ -117,9 +125,6 @@ def apply_fsdp(
     ranks (free gathered blocks, gather again in backward) and False on one (nothing to gather:
     keep the `param_dtype` copy instead of re-casting it in backward).
     """
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
     if reshard_after_forward is None:
         reshard_after_forward = info.world_size > 1
     mesh = init_device_mesh(info.device.type, (info.world_size,))
@@ -142,11 +147,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     init), and at paper size they are 5.2 B of stage t2m's 5.9 B parameters. `keep` > 0 then
     deletes all but the newest `keep` ``step-*`` siblings.
     """
-    import shutil
-
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     model_sd, optim_sd = get_state_dict(model, optimizer if optimizer is not None else [],
@@ -154,7 +154,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     payload = {"model": model_sd}
     if optimizer is not None:
         payload["optim"] = optim_sd
-    dcp.save(payload, checkpoint_id=str(tmp))
+    # several writer threads: one thread pickles ~0.55 GB/s (a 36 GB paper-size checkpoint: 65 s on the H200 host)
+    writer = dcp.FileSystemWriter(str(tmp), thread_count=CHECKPOINT_WRITER_THREADS)
+    dcp.save(payload, storage_writer=writer)
     if not dist.is_initialized() or dist.get_rank() == 0:
         (tmp / "train_state.json").write_text(json.dumps(state, indent=2))
         if path.exists():
@@ -175,9 +177,6 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     Every trainable parameter must be in the checkpoint (DCP raises on a missing key); frozen
     ones keep the values the stage was built with.
     """
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
-
     path = Path(path)
     if not (path / "train_state.json").exists():
         raise FileNotFoundError(f"no checkpoint at {path} (missing train_state.json)")

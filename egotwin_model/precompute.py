@@ -31,7 +31,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from egotwin_bench.constants import VIDEO_FRAMES
 from egotwin_bench.curation.shards import column_array
@@ -65,8 +68,6 @@ class Clip:
 
 def read_clips(dataset: str | Path, split: str, limit: int | None = None, with_video: bool = True) -> Iterator[Clip]:
     """Stream the clips of `split` (the first `limit` of splits.json) shard by shard."""
-    import pyarrow.parquet as pq
-
     wanted = set(split_ids(dataset, split)[:limit])
     seen: set[str] = set()
     columns = ["clip_id", "text", "motion_positions", "motion_rotations"] + (["video_mp4"] if with_video else [])
@@ -97,8 +98,6 @@ def motion_features(positions: np.ndarray, rotations: np.ndarray) -> dict[str, t
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Atomic safetensors write (temp file in the same folder + rename)."""
-    from safetensors.torch import save_file
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -111,8 +110,6 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     return load_file(path)
 
 
@@ -144,8 +141,6 @@ def precompute(
     Returns the manifest (also written to ``cache/manifest.json``). Motion statistics come from
     the train split's features (all frames, per dimension; std floored at 1e-3).
     """
-    from tqdm import tqdm
-
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     null = cache / "null_text.safetensors"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from egotwin_model.config import section_from_dict
@@ -38,8 +39,6 @@ class PretrainedMixin:
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``config.json`` and the safetensors weights into `folder` (replaced atomically)."""
-        from safetensors.torch import save_file
-
         assert isinstance(self, nn.Module)
         folder = Path(folder)
         tmp = folder.with_name(folder.name + ".tmp")
@@ -77,8 +76,6 @@ class PretrainedMixin:
                         torch_dtype: torch.dtype | None = None, **kwargs: Any) -> M:
         """The network saved in `folder`; `kwargs` go to ``__init__`` (e.g. `attention_backend`).
         Weights keep their stored dtype unless `torch_dtype` is given; the module is in eval mode."""
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         config = cls.load_config(folder)
         weights = folder / WEIGHTS_NAME

@@ -16,6 +16,11 @@ import json
 import sys
 from pathlib import Path
 
+import ray
+
+from egotwin_bench.curation.config import load_config_file
+from egotwin_bench.curation.pipeline import build_dataset
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,11 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None,
                         help="only the first N sequences (the splits are computed over these N)")
     args = parser.parse_args(argv)
-
-    import ray
-
-    from egotwin_bench.curation.config import load_config_file
-    from egotwin_bench.curation.pipeline import build_dataset
 
     try:
         config, run = load_config_file(args.config)

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from egotwin_bench import skeleton
 from egotwin_bench.curation.video import decode_mp4
@@ -34,8 +35,6 @@ def head_path(positions: np.ndarray) -> np.ndarray:
 
 def leaderboard_text(results: Path) -> str:
     """The leaderboard's method/task and main metric columns, as fixed-width text."""
-    import polars as pl
-
     board = pl.read_csv(results / "leaderboard.csv")
     cols = ["method", "task", "n_clips", *[c for c in COLUMNS if c in board.columns]]
     lines = ["  ".join(f"{c:>16}" for c in cols)]
@@ -53,10 +52,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2, help="Test clips shown.")
     args = parser.parse_args()
 
-    import matplotlib
+    import matplotlib  # lazy: as in egotwin_bench.evaluate.plots, the backend is chosen when the figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg"), so no display backend loads
 
     refs = load_clips(args.dataset, "test", limit=args.clips)
     subs = [(read_meta(s), s) for s in find_submissions(args.submissions)]

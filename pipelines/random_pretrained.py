@@ -55,9 +55,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import diffusers
+import numpy as np
+import pyarrow.parquet as pq
+import sentencepiece as spm
 import torch
+import transformers
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+from huggingface_hub import split_torch_state_dict_into_shards
+from safetensors.torch import save_file
 from torch import nn
+from tqdm import tqdm
+from transformers import T5Config, T5EncoderModel
 
+from egotwin_bench.evaluate.reference import shard_paths
+from egotwin_bench.synthetic import narration
+from egotwin_bench.synthetic.scene import make_scene
+from egotwin_bench.synthetic.script import make_script
 from egotwin_model.config import EgoTwinConfig
 from egotwin_model.encoders import TEXT_LENGTH, TinyTextEncoderConfig, TinyVideoVAEConfig
 
@@ -169,16 +183,10 @@ def build_meta(part: str, config: dict[str, Any]) -> nn.Module:
     """The part's network on the meta device (no memory), from its config dict."""
     with torch.device("meta"):
         if part == "transformer":
-            from diffusers import CogVideoXTransformer3DModel
-
             return CogVideoXTransformer3DModel.from_config(config)
         if part == "vae":
-            from diffusers import AutoencoderKLCogVideoX
-
             return AutoencoderKLCogVideoX.from_config(config)
         if part == "text_encoder":
-            from transformers import T5Config, T5EncoderModel
-
             return T5EncoderModel(T5Config.from_dict(config))
     raise ValueError(f"{part} has no network")
 
@@ -258,8 +266,6 @@ class ShardPlan:
 
 def plan_shards(model: nn.Module, weights_name: str, dtype: torch.dtype, max_shard_size: str | int) -> ShardPlan:
     """The `save_pretrained` split of the model's saved tensors (huggingface_hub's splitter)."""
-    from huggingface_hub import split_torch_state_dict_into_shards
-
     state = model.state_dict()
     meta = {k: torch.empty(state[k].shape, dtype=dtype if state[k].is_floating_point() else state[k].dtype,
                            device="meta") for k in saved_keys(model)}
@@ -275,9 +281,6 @@ def plan_shards(model: nn.Module, weights_name: str, dtype: torch.dtype, max_sha
 def write_weights(model: nn.Module, folder: Path, plan: ShardPlan, library: str, dtype: torch.dtype,
                   device: torch.device, seed: int, progress: bool = True) -> None:
     """Materialise `model` unit by unit and write the shards of `plan` into `folder`."""
-    from safetensors.torch import save_file
-    from tqdm import tqdm
-
     owner = {name: file for file, names in plan.files.items() for name in names}
     pending: dict[str, dict[str, torch.Tensor]] = {f: {} for f in plan.files}
     todo = [u for u in units(model) if any(n in owner for n, _ in u.tensors())]
@@ -308,8 +311,6 @@ def write_weights(model: nn.Module, folder: Path, plan: ShardPlan, library: str,
 
 
 def _diffusers_config(model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
-    import diffusers
-
     return {"_class_name": type(model).__name__, "_diffusers_version": diffusers.__version__, **config}
 
 
@@ -322,8 +323,6 @@ def write_network(part: str, config: dict[str, Any], folder: Path, dtype: torch.
         plan = plan_shards(model, "diffusion_pytorch_model.safetensors", dtype, max_shard_size or DIFFUSERS_SHARD)
         cfg = _diffusers_config(model, config)
     else:
-        import transformers
-
         plan = plan_shards(model, "model.safetensors", dtype, max_shard_size or TRANSFORMERS_SHARD)
         cfg = {**config, "torch_dtype": str(dtype).removeprefix("torch."), "transformers_version": transformers.__version__}
     folder.mkdir(parents=True)
@@ -345,12 +344,6 @@ def summary(part: str, model: nn.Module, plan: ShardPlan) -> dict[str, Any]:
 def synthetic_narrations(scenes: int = 8, seconds: float = 240.0, seed: int = 0) -> list[str]:
     """Narrations of the synthetic world (egotwin_bench.synthetic): every column of every window
     of one scripted recording in each of `scenes` rooms."""
-    import numpy as np
-
-    from egotwin_bench.synthetic import narration
-    from egotwin_bench.synthetic.scene import make_scene
-    from egotwin_bench.synthetic.script import make_script
-
     texts: list[str] = []
     for loc in range(scenes):
         scene = make_scene(loc, seed)
@@ -367,18 +360,12 @@ def read_narrations(source: Path) -> list[str]:
     """Narrations from a text file (one per line) or a curated dataset's ``text`` column."""
     if source.is_file():
         return [line.strip() for line in source.read_text().splitlines() if line.strip()]
-    import pyarrow.parquet as pq
-
-    from egotwin_bench.evaluate.reference import shard_paths
-
     return [str(t) for path in shard_paths(source) for t in pq.read_table(path, columns=["text"]).column("text").to_pylist()]
 
 
 def train_spiece(texts: Sequence[str], max_pieces: int = T5_SPIECE_PIECES) -> bytes:
     """A SentencePiece Unigram model with T5's special ids (pad 0, eos 1, unk 2, no bos); the
     vocabulary is as large as `texts` support, at most `max_pieces`."""
-    import sentencepiece as spm
-
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise ValueError("no narration to train the tokenizer on")
@@ -393,8 +380,6 @@ def train_spiece(texts: Sequence[str], max_pieces: int = T5_SPIECE_PIECES) -> by
 
 def write_tokenizer(folder: Path, spiece: bytes, model_max_length: int = TEXT_LENGTH) -> dict[str, Any]:
     """The four files of CogVideoX-5b's tokenizer/ (T5Tokenizer) around `spiece`."""
-    import sentencepiece as spm
-
     pieces = spm.SentencePieceProcessor(model_proto=spiece).get_piece_size()
     extra = [f"<extra_id_{i}>" for i in range(T5_EXTRA_IDS)]
     ids = {tok: pieces + T5_EXTRA_IDS - 1 - i for i, tok in enumerate(extra)}  # <extra_id_0> is the last id
@@ -447,8 +432,6 @@ def write_random_pretrained(out: str | Path, scale: str = "paper", parts: Sequen
         shutil.rmtree(tmp, ignore_errors=True)
         t0 = time.perf_counter()
         if part == "scheduler":
-            from diffusers import CogVideoXDDIMScheduler
-
             CogVideoXDDIMScheduler.from_config(configs[part]).save_pretrained(tmp)
             info: dict[str, Any] = {"part": part, "class": "CogVideoXDDIMScheduler", "files": ["scheduler_config.json"]}
         elif part == "tokenizer":
@@ -481,8 +464,6 @@ def plan_random_pretrained(scale: str = "paper", dtype: torch.dtype = torch.bflo
 
 
 def _diffusers_version() -> str:
-    import diffusers
-
     return diffusers.__version__
 
 

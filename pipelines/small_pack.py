@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from scipy.spatial.transform import Rotation
+from tqdm import tqdm
 
 from egotwin_bench.constants import VIDEO_FPS, VIDEO_SIZE
 from egotwin_bench.curation.shards import ARRAY_SHAPES, atomic_write_table, atomic_write_text, clip_schema, column_array, rows_to_table
@@ -111,8 +112,6 @@ def dequantise_motion(packed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nda
 
 def pack(dataset: Path, out: Path, size: int, splits: tuple[str, ...] = ("train", "test"), crf: int = 28) -> dict:
     """Write PACK (see the module docstring) from a built dataset; returns pack.json's content."""
-    from tqdm import tqdm
-
     out.mkdir(parents=True, exist_ok=True)
     light = [f.name for f in clip_schema() if f.name not in MOTION_COLUMNS]
     tables, positions, rotations = [], [], []

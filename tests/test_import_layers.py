@@ -1,15 +1,22 @@
-"""The packages' imports point one way (docs/architecture.md): no circle, no upward import, and a
-project import inside a function only with its reason.
+"""The packages' imports point one way (docs/architecture.md): no circle, no upward import, and an
+import inside a function (of any module: the project's, a third-party package, the stdlib) only
+with its reason.
 
 The graph is read from the source (AST), not by importing: every ``import`` / ``from ... import``
 of a project module counts, at module level, inside functions and under ``TYPE_CHECKING`` alike.
+The function-level rule also holds for the scripts of pipelines/ and benchmarks/ (`SCRIPT_FOLDERS`);
+tests/ are exempt (a test imports what it exercises where it exercises it).
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -53,8 +60,33 @@ ENTRY_POINTS: frozenset[tuple[str, str]] = frozenset({
 """Upward imports allowed inside a ``main()``: ``python -m egotwin_model.train`` (what torchrun runs)
 is the CLI's ``train`` command, so its `main` calls the CLI (never imported at module level)."""
 
+SCRIPT_FOLDERS: tuple[str, ...] = ("pipelines", "benchmarks")
+"""Scripts, not layers: outside the import graph, but held to the function-level import rule."""
+
 LAZY_REASON = "lazy"
-"""A project import inside a function needs a comment with this word on its line or the line above."""
+"""An import inside a function needs a comment with this word on its line or the line above
+(``# lazy: <why>``): a heavy dependency kept off a start-up path (torch for the CLI's ``--help``,
+ray, timm, transformers, ...), an optional one that may be absent, a backend chosen first.
+Anything else (the stdlib, light packages, what the module's importers load anyway) sits at
+module level."""
+
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+START_UP_FREE: tuple[str, ...] = (
+    "torch", "ray", "av", "cv2", "scipy", "pyarrow", "polars", "matplotlib", "tqdm", "safetensors", "timm",
+    "torchvision", "transformers", "diffusers", "projectaria_tools", "pycolmap",
+)
+"""Packages that ``egotwin-bench --help`` and ``egotwin-model --help`` must not load (numpy may)."""
+
+
+@dataclass(frozen=True)
+class NestedImport:
+    """An import statement inside a function: `path` (relative to the root) at `line`, of `modules`."""
+
+    path: str
+    line: int
+    modules: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -98,6 +130,18 @@ def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool, m
     return out
 
 
+def _imports(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement of `tree`, with whether it sits inside a function (or lambda)."""
+
+    def walk(node: ast.AST, nested: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                yield child, nested
+            yield from walk(child, nested or isinstance(child, FUNCTIONS))
+
+    return walk(tree, False)
+
+
 def _comments(lines: list[str], first: int, last: int) -> str:
     """Comments on the import's lines (1-based) and on the run of import / comment lines just above it."""
     k = first - 1
@@ -113,18 +157,28 @@ def import_edges(root: Path, packages: tuple[str, ...]) -> list[Edge]:
     for module, path in modules.items():
         source = path.read_text()
         lines = source.splitlines()
-
-        def walk(node: ast.AST, nested: bool) -> None:
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, (ast.Import, ast.ImportFrom)):
-                    reason = _comments(lines, child.lineno, child.end_lineno)
-                    for target in dict.fromkeys(_targets(child, module, path.name == "__init__.py", modules)):
-                        if target != module:
-                            edges.append(Edge(module, target, child.lineno, nested, reason))
-                walk(child, nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
-
-        walk(ast.parse(source, str(path)), False)
+        for node, nested in _imports(ast.parse(source, str(path))):
+            reason = _comments(lines, node.lineno, node.end_lineno)
+            for target in dict.fromkeys(_targets(node, module, path.name == "__init__.py", modules)):
+                if target != module:
+                    edges.append(Edge(module, target, node.lineno, nested, reason))
     return edges
+
+
+def function_level_imports(root: Path, folders: tuple[str, ...]) -> list[NestedImport]:
+    """Every import statement inside a function in the ``*.py`` files under `folders` of `root`."""
+    found = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            source = path.read_text()
+            lines = source.splitlines()
+            for node, nested in _imports(ast.parse(source, str(path))):
+                if nested:
+                    names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                             else ["." * node.level + (node.module or "")])
+                    found.append(NestedImport(path.relative_to(root).as_posix(), node.lineno, tuple(names),
+                                              _comments(lines, node.lineno, node.end_lineno)))
+    return found
 
 
 def cycles(edges: list[Edge]) -> list[list[str]]:
@@ -193,6 +247,12 @@ def unexplained_lazy(edges: list[Edge]) -> list[str]:
             for e in edges if e.nested and LAZY_REASON not in e.reason.lower()]
 
 
+def unexplained_function_imports(imports: list[NestedImport]) -> list[str]:
+    """Imports inside functions (any module) without a ``# lazy: <why>`` comment."""
+    return [f"{i.path}:{i.line} imports {', '.join(i.modules)} inside a function without a '# {LAZY_REASON}: ...' reason"
+            for i in imports if LAZY_REASON not in i.reason.lower()]
+
+
 # -- the project ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -210,6 +270,24 @@ def test_imports_point_down(project_edges):
 
 def test_function_level_project_imports_say_why(project_edges):
     assert unexplained_lazy(project_edges) == []
+
+
+def test_every_function_level_import_says_why():
+    imports = function_level_imports(ROOT, PACKAGES + SCRIPT_FOLDERS)
+    assert {i.path.split("/")[0] for i in imports} >= set(PACKAGES)  # the walker sees the real files
+    assert unexplained_function_imports(imports) == []
+
+
+@pytest.mark.parametrize("cli", ["egotwin_bench.cli", "egotwin_model.cli"])
+def test_cli_help_loads_no_heavy_package(cli):
+    code = ("import runpy, sys\nsys.argv = ['cli', '--help']\ntry:\n"
+            f"    runpy.run_module({cli!r}, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {START_UP_FREE!r} if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    assert "Usage" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
 # -- the walker itself, on planted faults ---------------------------------------------------------
@@ -252,3 +330,29 @@ def test_walker_wants_a_reason_for_a_function_level_import(tmp_path):
     edges = import_edges(tmp_path, ("pkg",))
     assert cycles(edges) == []
     assert unexplained_lazy(edges) == ["pkg.a:2 imports pkg.b inside a function without a '# lazy: ...' reason"]
+
+
+def test_walker_wants_a_reason_for_any_function_level_import(tmp_path):
+    _package(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": ("import json\ntry:\n    import spacy\nexcept ImportError:\n    spacy = None\n"
+                     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n\n"
+                     "class C:\n    import shutil\n\n"
+                     "    def m(self):\n        import numpy as np, os.path\n        return np\n"),
+        "pkg/b.py": ("def g():\n    import torch  # lazy: heavy, kept off the CLI's start-up path\n"
+                     "    # lazy: ray is heavy and only for --workers\n    import ray\n    from ray import data\n\n"
+                     "    def inner():\n        from . import a\n\n"
+                     "    return lambda: __import__('x')\n"),
+        "scripts/run.py": "def main():\n    from tqdm import tqdm\n",
+    })
+    imports = function_level_imports(tmp_path, ("pkg", "scripts"))
+    assert [(i.path, i.line, i.modules) for i in imports] == [
+        ("pkg/a.py", 14, ("numpy", "os.path")),
+        ("pkg/b.py", 2, ("torch",)), ("pkg/b.py", 4, ("ray",)), ("pkg/b.py", 5, ("ray",)), ("pkg/b.py", 8, (".",)),
+        ("scripts/run.py", 2, ("tqdm",)),
+    ]
+    assert unexplained_function_imports(imports) == [
+        "pkg/a.py:14 imports numpy, os.path inside a function without a '# lazy: ...' reason",
+        "pkg/b.py:8 imports . inside a function without a '# lazy: ...' reason",
+        "scripts/run.py:2 imports tqdm inside a function without a '# lazy: ...' reason",
+    ]

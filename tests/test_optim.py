@@ -4,6 +4,7 @@ world of one): 8-bit moments, a smaller DCP checkpoint, and an exact resume."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,12 @@ def test_set_lr_in_place_for_tensor_lrs_and_unknown_optimizers_are_refused(tiny_
     settings = open_run(tiny_run, None)
     with pytest.raises(ValueError, match="adamw, adamw8bit"):
         train_config("joint", settings.model_config(), optimizer="adam")
+
+
+def test_adamw8bit_without_torchao_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torchao.optim", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"train8bit.*torchao==0.18.0"):
+        make_optimizer([{"params": [torch.nn.Parameter(torch.zeros(4))]}], "adamw8bit", lr=1e-3)
 
 
 def _moment_bytes(path: Path) -> dict[str, int]:

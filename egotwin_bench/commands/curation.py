@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -30,11 +31,8 @@ def register(app: typer.Typer) -> None:
         config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of CurationConfig tables (as pipelines/curation.toml; its \\[run] table is ignored); options given here override it."),
     ) -> None:
         """Curate Nymeria into Parquet shards + manifest + splits + dataset card (resumable)."""
-        from dataclasses import replace
-
+        # lazy: the command's stack (tqdm, ray, av, pyarrow) loads when it runs, so `egotwin-bench --help` stays fast
         from tqdm import tqdm
-
-        # lazy: the command's stack (ray, av, pyarrow) loads when it runs, so `egotwin-bench --help` stays fast
         from egotwin_bench.curation.config import CurationConfig, load_config_file
         from egotwin_bench.curation.pipeline import build_dataset as run
         from egotwin_bench.nymeria.layout import LayoutError

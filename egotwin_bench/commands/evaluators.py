@@ -32,9 +32,8 @@ def register(app: typer.Typer) -> None:
         Exits 1 when the motion embeddings collapsed at every validation (nothing saved) or when the
         kept evaluator does not rank above chance (saved, marked unusable: evaluate refuses it).
         """
-        import torch
-
         # lazy: the command's stack (torch) loads when it runs, so `egotwin-bench --help` stays fast
+        import torch
         from egotwin_bench.metrics.motion_quality import EvaluatorCollapsedError
         from egotwin_bench.training.gru_evaluators import TrainConfig, train_from_dataset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -25,11 +26,8 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(2, "--workers", min=1, help="Processes rendering sequences in parallel."),
     ) -> None:
         """Write procedurally generated sequences (scenes, bodies, glasses, fisheye RGB, narrations) in the Nymeria layout."""
-        import time
-
+        # lazy: the command's stack (tqdm, cv2, av, ray) loads when it runs, so `egotwin-bench --help` stays fast
         from tqdm import tqdm
-
-        # lazy: the command's stack (cv2, av, ray) loads when it runs, so `egotwin-bench --help` stays fast
         from egotwin_bench.synthetic.faults import parse_faults
         from egotwin_bench.synthetic.writer import SyntheticConfig, frames_per_sequence, make_synthetic as run, pending_specs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,8 +88,6 @@ def load_config_file(path: str | Path) -> tuple[CurationConfig, dict]:
 
     Raises ValueError (naming the file) for unknown keys or tables and for invalid TOML.
     """
-    import tomllib
-
     path = Path(path)
     try:
         tables = tomllib.loads(path.read_text())

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from projectaria_tools.core.calibration import CameraModelType, get_linear_camera_calibration, rotate_camera_calib_cw90deg
 
 from egotwin_bench.constants import VIDEO_SIZE
 
@@ -62,8 +63,6 @@ class RemapTable:
 
 
 def _linear_upright(calibration, view: PinholeView):
-    from projectaria_tools.core.calibration import get_linear_camera_calibration, rotate_camera_calib_cw90deg
-
     linear = get_linear_camera_calibration(
         view.size, view.size, view.focal_px, calibration.get_label(), calibration.get_transform_device_camera()
     )
@@ -104,8 +103,6 @@ def project_fisheye624(calibration, rays: np.ndarray) -> np.ndarray | None:
     s0..s3``): ``th = atan2(r, z)``, ``th_d = th (1 + k0 th² + ... + k5 th¹²)``,
     ``(a, b) = th_d / r (x, y)``, then tangential and thin-prism terms, then ``f * . + c``.
     """
-    from projectaria_tools.core.calibration import CameraModelType
-
     params = np.asarray(calibration.get_projection_params(), dtype=np.float64)
     if calibration.get_model_name() != CameraModelType.FISHEYE624 or params.shape != (15,):
         return None

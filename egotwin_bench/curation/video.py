@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass
 from fractions import Fraction
 
+import av
 import numpy as np
 
 from egotwin_bench.constants import VIDEO_FPS, X264_OPTIONS
@@ -34,8 +35,6 @@ class VideoConfig:
 
 def encode_mp4(frames: np.ndarray, fps: int = VIDEO_FPS, crf: int = CRF, preset: str = PRESET) -> bytes:
     """(T, H, W, 3) uint8 RGB -> H.264 MP4 bytes (yuv420p, every frame kept, fixed fps)."""
-    import av
-
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape}")
@@ -57,8 +56,6 @@ def encode_mp4(frames: np.ndarray, fps: int = VIDEO_FPS, crf: int = CRF, preset:
 
 def decode_mp4(data: bytes) -> np.ndarray:
     """MP4 bytes -> (T, H, W, 3) uint8 RGB."""
-    import av
-
     with av.open(io.BytesIO(data), mode="r") as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     if not frames:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -193,8 +194,6 @@ class TextMotionEvaluator(nn.Module):
 
     def save(self, out_dir: str | Path) -> None:
         """Write evaluators.safetensors + evaluators.json into `out_dir` (atomic per file)."""
-        from safetensors.torch import save_file
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / f".{WEIGHTS_FILE}.tmp"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from egotwin_bench import weights as weights_lib
 from egotwin_bench.constants import HAND_ORDER
@@ -64,7 +65,7 @@ class HandClassifierConfig:
 
 def create_model(arch: str) -> torch.nn.Module:
     """A randomly initialised timm ViT of `arch` with a 2-logit head."""
-    import timm
+    import timm  # lazy: timm (~1-3 s to import, with torchvision) only when a network is built
 
     if arch not in ARCHS:
         raise ValueError(f"unknown hand-classifier arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -126,7 +127,7 @@ def focal_loss(
     logits: torch.Tensor, targets: torch.Tensor, alpha: tuple[float, float] = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA
 ) -> torch.Tensor:
     """Sum over hands of the mean binary focal loss; logits and targets (B, 2) (left, right)."""
-    from torchvision.ops import sigmoid_focal_loss
+    from torchvision.ops import sigmoid_focal_loss  # lazy: torchvision (~2 s to import) only for training
 
     return sum(
         sigmoid_focal_loss(logits[:, h], targets[:, h].float(), alpha=alpha[h], gamma=gamma, reduction="mean")
@@ -163,8 +164,6 @@ class HandClassifier:
 
     def save(self, folder: str | Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` into `folder` (each atomically)."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{WEIGHTS_FILE}.tmp"

@@ -26,6 +26,7 @@ lower-case GloVe vocabulary).
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import pickle
 import re
 from dataclasses import dataclass
@@ -209,7 +210,7 @@ class SpacyTagger:
     def load(cls, pipeline: str = SPACY_DEFAULT_PIPELINE) -> "SpacyTagger":
         """`spacy.load(pipeline)` (a package name or a local folder); ImportError / OSError say what to install."""
         try:
-            import spacy  # heavy optional dependency, only for the original tagging
+            import spacy  # lazy: heavy optional dependency, only for the original tagging
         except ImportError:
             raise ImportError(f"spaCy is not installed: `pip install spacy` and the {pipeline!r} pipeline (a local "
                               "folder, or its package installed with `python -m spacy download en_core_web_sm` on a "
@@ -227,8 +228,6 @@ class SpacyTagger:
 
 def spacy_pipeline_installed(pipeline: str = SPACY_DEFAULT_PIPELINE) -> bool:
     """Whether spaCy and the pipeline package `pipeline` are importable here (no loading)."""
-    import importlib.util
-
     return importlib.util.find_spec("spacy") is not None and importlib.util.find_spec(pipeline) is not None
 
 

@@ -28,6 +28,7 @@ Architectures built in code, weights from local files, see `egotwin_bench.weight
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,7 @@ DEFAULT_FVD_NETWORK: str = "tfhub"
 
 def build_inception() -> nn.Module:
     """torchvision Inception-v3 (aux head kept so its checkpoints load strictly), random weights."""
-    from torchvision.models import inception_v3
+    from torchvision.models import inception_v3  # lazy: torchvision (~2 s to import) only for the FID network
 
     return inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=True)
 
@@ -173,6 +174,7 @@ class ClipScorer(nn.Module):
 
     def __init__(self, model: nn.Module, tokenizer):
         super().__init__()
+        # lazy: transformers (~1 s to import) loads with the CLIP model (`load_clip`), not with this module
         from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -234,7 +236,6 @@ def load_i3d(path: str | Path | None = None, network: str = DEFAULT_FVD_NETWORK)
         if network != "tfhub":
             raise weights.WeightsMismatchError(
                 f"{file} is a TorchScript archive; FVD network {network!r} takes a state dict ({net.specs[0].filename})")
-        import warnings
 
         try:
             with warnings.catch_warnings():  # torch.jit is deprecated; the reference network ships in its format
@@ -248,7 +249,7 @@ def load_i3d(path: str | Path | None = None, network: str = DEFAULT_FVD_NETWORK)
 
 def load_clip(folder: str | Path | None = None) -> ClipScorer:
     """CLIP scorer from a local transformers folder (config, weights, tokenizer files)."""
-    from transformers import CLIPModel, CLIPTokenizer
+    from transformers import CLIPModel, CLIPTokenizer  # lazy: transformers (~1 s to import) only for CLIP-score
 
     folder = weights.resolve(weights.CLIP_VIT_B32, folder)
     has_weights = any((folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin"))

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from egotwin_bench.curation.shards import atomic_write_text
 from egotwin_bench.evaluate.options import EvaluateOptions, EvaluationResult
@@ -39,8 +40,6 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 def leaderboard_frame(rows: list[dict]):
     """The leaderboard as a polars DataFrame (id columns, then each metric with its interval)."""
-    import polars as pl
-
     info = [c for c in INFO_COLUMNS if any(c in row for row in rows)]
     columns = list(ID_COLUMNS) + info + [c for m in metric_names(rows) for c in (m, f"{m}_low", f"{m}_high")]
     return pl.DataFrame([{c: row.get(c) for c in columns} for row in rows], schema_overrides={
@@ -107,8 +106,6 @@ def _atomic_parquet(frame, path: Path) -> None:
 
 def write_results(result: EvaluationResult, options: EvaluateOptions) -> None:
     """Write leaderboard.csv, leaderboard.md, per_clip.parquet and (optionally) plots/ to options.out."""
-    import polars as pl
-
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(leaderboard_frame(result.rows).write_csv(), out / "leaderboard.csv")

@@ -10,10 +10,10 @@ import numpy as np
 
 
 def _figure():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (~0.5-1 s to import) only when plots are asked for
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg"), so no display backend loads
 
     return plt
 

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from egotwin_bench import __version__
 from egotwin_bench.curation.video import decode_mp4
@@ -69,7 +70,6 @@ def _cache_root(options: EvaluateOptions) -> Path:
 def _device(options: EvaluateOptions) -> str:
     if options.device != "auto":
         return options.device
-    import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -186,7 +186,7 @@ def _init_ray(workers: int) -> bool:
     """Start (or join) Ray when asked; returns whether this call started it."""
     if workers <= 0 and not os.environ.get("RAY_ADDRESS"):
         return False
-    import ray
+    import ray  # lazy: ray (~3 s to import) only for --workers > 0 or a $RAY_ADDRESS cluster
 
     if ray.is_initialized():
         return False
@@ -294,7 +294,7 @@ def evaluate_submissions(
                                         **{k: float(v[i]) for k, v in per_clip.items() if k != "clip_id"}})
     finally:
         if started_ray:
-            import ray
+            import ray  # lazy: as in `_init_ray` (already loaded when it started Ray)
 
             ray.shutdown()
     result.rows.sort(key=lambda r: (r["task"], r["method"]))

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from egotwin_bench.constants import HEAD_CENTRIC_DIM, MOTION_FRAMES, NUM_JOINTS, VIDEO_FPS, VIDEO_FRAMES, VIDEO_SIZE
@@ -178,8 +179,6 @@ def clip_hashes(folder: Path, clip_id: str) -> tuple[str, str]:
 
 def check_video(path: Path) -> list[str]:
     """Problems of one video file: unreadable, frame count, size, fps."""
-    import av
-
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]

@@ -68,7 +68,7 @@ def collapse_problem(motion_emb: np.ndarray) -> str | None:
 def chance_p_value(hits: int, pairs: int, chance: float) -> float:
     """P(at least `hits` of `pairs` are hits) when each is a hit with probability `chance`
     (one-sided binomial test of an R-Precision against chance)."""
-    from scipy.stats import binom  # heavy import, only for this test
+    from scipy.stats import binom  # lazy: scipy.stats (~1 s to import) only for this test
 
     return float(binom.sf(hits - 1, pairs, chance))
 

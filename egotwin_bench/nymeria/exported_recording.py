@@ -32,7 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import av
+import cv2
 import numpy as np
+from projectaria_tools.core.calibration import CameraCalibration, CameraModelType
+from projectaria_tools.core.sophus import SE3
 
 from egotwin_bench.constants import X264_OPTIONS
 
@@ -58,8 +62,6 @@ def frame_to_rgb(frame) -> np.ndarray:
     ~10x faster than swscale's (0.3 vs ~2.5 ms per 704² frame; values differ from swscale's by
     < 1 level on average). Any other format goes through swscale (``to_ndarray("rgb24")``).
     """
-    import cv2
-
     if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
             and frame.colorspace in _BT601_COLORSPACES and frame.color_range in _LIMITED_RANGES):
         return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
@@ -72,8 +74,6 @@ class ExportedRecordingError(ValueError):
 
 def calibration_to_json(calibration) -> dict:
     """JSON-able dict of a projectaria_tools FISHEYE624 `CameraCalibration`."""
-    from projectaria_tools.core.calibration import CameraModelType
-
     if calibration.get_model_name() != CameraModelType.FISHEYE624:
         raise ExportedRecordingError(f"only FISHEYE624 calibrations are exported, got {calibration.get_model_name()}")
     width, height = (int(v) for v in calibration.get_image_size())
@@ -94,9 +94,6 @@ def calibration_to_json(calibration) -> dict:
 
 def calibration_from_json(d: dict):
     """Inverse of `calibration_to_json`: a projectaria_tools `CameraCalibration`."""
-    from projectaria_tools.core.calibration import CameraCalibration, CameraModelType
-    from projectaria_tools.core.sophus import SE3
-
     try:
         if d["model"] != "FISHEYE624":
             raise ExportedRecordingError(f"unsupported camera model {d['model']!r} (expected FISHEYE624)")
@@ -131,8 +128,6 @@ class ExportedRecordingWriter:
     """
 
     def __init__(self, data_dir: str | Path, calibration, fps: int, crf: int = 18):
-        import av
-
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.calibration = calibration
@@ -156,9 +151,6 @@ class ExportedRecordingWriter:
 
     def write(self, frame: np.ndarray, device_time_ns: int, timecode_ns: int) -> None:
         """Append one (H, W, 3) uint8 RGB frame (raw sensor orientation) and its two clock times."""
-        import av
-        import cv2
-
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ExportedRecordingError(
                 f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame.shape} {frame.dtype}")
@@ -271,8 +263,6 @@ class ExportedRecording:
         `get_image_size()` (undistorting with it would sample the wrong pixels: a 128² calibration
         on 64² video left 76 % of the output black, silently). A file whose header does not
         open is left to the decoder's own error."""
-        import av
-
         width, height = (int(v) for v in self.calibration.get_image_size())
         try:
             with av.open(str(self.mp4_path)) as container:
@@ -300,8 +290,6 @@ class ExportedRecording:
         than the CSV lists (truncated MP4) raises `ExportedRecordingError` naming the first
         missing index, after yielding the frames it could decode.
         """
-        import av
-
         wanted = sorted(set(int(i) for i in (range(len(self)) if indices is None else indices)))
         if not wanted:
             return
@@ -335,8 +323,6 @@ class ExportedRecording:
 
     def count_decodable_frames(self) -> int:
         """Number of frames the MP4 actually decodes to (stops quietly at a truncation)."""
-        import av
-
         n = 0
         try:
             with av.open(str(self.mp4_path)) as container:

@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from projectaria_tools.core.mps import read_closed_loop_trajectory, read_online_calibration
+from scipy.spatial.transform import Rotation
 
 
 class TrajectoryError(ValueError):
@@ -45,8 +49,6 @@ class PoseArray:
         return self.shape[0]
 
     def __getitem__(self, key) -> np.ndarray:
-        from scipy.spatial.transform import Rotation
-
         rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         q, t = self.quat_xyzw[rows], self.translation[rows]
         single = q.ndim == 1
@@ -104,9 +106,6 @@ def load_closed_loop_trajectory(path: str | Path) -> Trajectory:
 def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(t_ns, quat xyzw, translation, quality) of the current MPS columns, or None when the header
     lacks them."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
     with path.open("r", newline="") as fh:
         header = fh.readline().strip().split(",")
     needed = [_TIME, *_TRANSLATION, *_QUATERNION]
@@ -139,8 +138,6 @@ def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 def _load_with_projectaria(path: Path) -> Trajectory:
     """projectaria_tools' reader (other MPS versions); its log goes into the error."""
-    from projectaria_tools.core.mps import read_closed_loop_trajectory
-
     with _captured_output() as log:
         poses = read_closed_loop_trajectory(str(path))
     if len(poses) < 2:
@@ -200,8 +197,6 @@ def read_online_rgb_calibration(path: str | Path, image_size: tuple[int, int], d
     `device_time_ns` (default: the middle record). Raises `TrajectoryError` when the file has no
     camera-rgb or the aspect ratios differ.
     """
-    from projectaria_tools.core.mps import read_online_calibration
-
     path = Path(path)
     if not path.is_file():
         raise TrajectoryError(f"{path}: no MPS online calibration")

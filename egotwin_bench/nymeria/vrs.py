@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+from projectaria_tools.core import data_provider
+from projectaria_tools.core.sensor_data import TimeDomain
 
 from egotwin_bench.nymeria.clock import ClockMap
 from egotwin_bench.nymeria.rgb_stream import RGB_LABEL, RgbError, RgbStream
@@ -21,11 +23,8 @@ from egotwin_bench.nymeria.rgb_stream import RGB_LABEL, RgbError, RgbStream
 def open_vrs_rgb(path: str | Path) -> RgbStream:
     """Open ``recording_head/data/data.vrs``: calibration, device times, clock map, lazy frames
     ((H, W, 3) uint8 RGB, raw sensor orientation). Raises `RgbError` with the reason."""
-    from projectaria_tools.core.data_provider import create_vrs_data_provider
-    from projectaria_tools.core.sensor_data import TimeDomain
-
     path = Path(path)
-    provider = create_vrs_data_provider(str(path))
+    provider = data_provider.create_vrs_data_provider(str(path))
     if provider is None:
         raise RgbError(f"{path}: projectaria_tools could not open the VRS file")
     stream_id = provider.get_stream_id_from_label(RGB_LABEL)

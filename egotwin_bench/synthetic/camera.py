@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from projectaria_tools.core.calibration import CameraCalibration, CameraModelType
+from projectaria_tools.core.sophus import SE3
 from scipy.spatial.transform import Rotation
 
 from egotwin_bench.geometry import make_transform
@@ -60,9 +62,6 @@ def aria_rgb_calibration(resolution: int, T_device_camera: np.ndarray):
         resolution: image width = height in pixels (Aria: 1408; default synthetic 704).
         T_device_camera: (4, 4) raw camera -> device.
     """
-    from projectaria_tools.core.calibration import CameraCalibration, CameraModelType
-    from projectaria_tools.core.sophus import SE3
-
     params = np.array(ARIA_RGB_PARAMS_1408, dtype=np.float64)
     scale = resolution / ARIA_RGB_FULL_RESOLUTION
     params[:3] *= scale  # f, cx, cy scale with the image; distortion is in normalised coordinates

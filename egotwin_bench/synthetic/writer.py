@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
 import os
+import queue as queue_mod
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from egotwin_bench.constants import HAND_ORDER, XSENS_FPS
 from egotwin_bench.geometry import invert_transform, make_transform, matrix_to_quat_wxyz, rotation_about_z
@@ -176,8 +179,6 @@ def _pose_in_chunks(subject: Subject, channels, idx: np.ndarray, segment: int | 
 
 def _angular_velocity_body(R: np.ndarray, hz: float) -> np.ndarray:
     """(N, 3) body-frame angular velocity (rad/s) of (N, 3, 3) rotations sampled at `hz`."""
-    from scipy.spatial.transform import Rotation
-
     rel = np.swapaxes(R[:-1], -1, -2) @ R[1:]
     w = Rotation.from_matrix(rel).as_rotvec() * hz
     return np.concatenate([w, w[-1:]], axis=0)
@@ -451,9 +452,6 @@ def make_synthetic(out: str | Path, config: SyntheticConfig, workers: int = 1,
         for spec in todo:
             write_sequence(out, spec, config, (lambda: progress(1)) if progress else None, rgb_from)
     else:
-        import multiprocessing as mp
-        import queue as queue_mod
-
         ctx = mp.get_context("spawn")
         with ctx.Manager() as manager:
             q = manager.Queue()

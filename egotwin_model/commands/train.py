@@ -104,9 +104,8 @@ def register(app: typer.Typer) -> None:
         variant: Optional[str] = typer.Option(None, "--variant"),
     ) -> None:
         """Cache T5 text embeddings, video latents and motion features per clip (training never runs T5/the VAE)."""
-        import torch
-
         # lazy: torch + diffusers load when the command runs, so `egotwin-model --help` stays fast
+        import torch
         from egotwin_model.encoders import MissingWeightsError
         from egotwin_model.run import open_run, precompute_run
 
