@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from huggingface_hub import split_torch_state_dict_into_shards
 from torch import nn
 
 from egotwin_model.precompute import load_tensors, save_tensors, write_json
@@ -96,8 +97,6 @@ def write_weights(path: Path, state: dict[str, torch.Tensor], max_shard_bytes: i
     tensors exceed `max_shard_bytes` (None: never). Every file is atomic; the other layout's files
     and stale shards are removed (a reader never sees a mix: the index is written after its
     shards, and dropped before a single file replaces it). Returns the files written."""
-    from huggingface_hub import split_torch_state_dict_into_shards
-
     stem, ext = path.name.rsplit(".", 1)
     split = split_torch_state_dict_into_shards(state, filename_pattern=stem + "{suffix}." + ext,
                                                max_shard_size=max_shard_bytes or 2**62)
