@@ -90,7 +90,6 @@ class BF16Forward(nn.Module):
         for p in dit.parameters():  # parameters only: FSDP2 leaves buffers in their dtype
             p.data = p.data.to(torch.bfloat16)
         self.dit = dit
-        self.config = dit.config
 
     def forward(self, *args: torch.Tensor | None) -> DiTOutput:
         cast = [a.to(torch.bfloat16) if a is not None and a.is_floating_point() else a for a in args]
@@ -119,9 +118,10 @@ class Sampler:
         run_dir = Path(run_dir)
         settings = open_run(run_dir, None)
         config = settings.model_config()
-        dit = load_weights(EgoTwinDiT(config.dit), dit_path(run_dir, "joint"), "joint").eval().to(device)
+        dit = load_weights(EgoTwinDiT(config.dit), dit_path(run_dir, "joint"), "joint").eval()
         if torch.device(device).type == "cuda":  # as trained: bf16 compute (CPU: fp32, as the CPU stages train)
-            dit = BF16Forward(dit)
+            dit = BF16Forward(dit)  # cast before the copy: half the bytes to the GPU, no fp32 copy there
+        dit = dit.to(device)
         motion_vae, scale = load_motion_vae(run_dir, config)
         stats_path = run_dir / "cache" / "motion_stats.safetensors"
         if not stats_path.is_file():
