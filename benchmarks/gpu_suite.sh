@@ -12,8 +12,13 @@ run 200 benchmarks/train_step.py --stage joint --batch 1 --steps 3 --warmup 1
 run 240 benchmarks/train_step.py --stage joint --batch 1 --steps 3 --warmup 2 --compile --ac-every 2
 run 90 benchmarks/train_step.py --stage t2m --batch 64 --steps 5 --warmup 2
 run 150 benchmarks/sample_speed.py --steps 50
-# Issue #16 item 3, the optimizer-state lever: 8-bit AdamW moments (torchao) free ~35 GB, enough to
-# drop activation checkpointing; three repeats (the compiled update's graphs are cached after the first).
-for _ in 1 2 3; do
-  run 300 benchmarks/train_step.py --stage joint --batch 1 --steps 4 --warmup 3 --compile --no-ac --optimizer adamw8bit
-done
+# Issue #16 item 3, one process per lever, the masked and unmasked step timed 3 times alternating
+# (--repeats 3: the model and its compiled graphs built once); each line reports the
+# forward+backward and optimizer-update halves and the allocator's retries. Baseline (fp32 fused
+# AdamW, AC every 3rd block); the 8-bit moments at the same AC (the update's own cost); 8-bit with
+# no AC (the memory it frees spent on recompute); torchao float8 GEMMs (a separate, labelled option).
+L="--stage joint --batch 1 --steps 3 --warmup 2 --repeats 3 --compile"
+run 300 benchmarks/train_step.py $L --ac-every 3
+run 300 benchmarks/train_step.py $L --ac-every 3 --optimizer adamw8bit
+run 300 benchmarks/train_step.py $L --no-ac --optimizer adamw8bit
+run 480 benchmarks/train_step.py $L --ac-every 3 --float8 tensorwise

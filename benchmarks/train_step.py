@@ -12,6 +12,10 @@ weights and reductions, activation checkpointing, optional per-block torch.compi
 Model FLOPs are analytic (`egotwin_model.flops`, formula in its docstring); MFU divides the
 achieved model FLOP/s per GPU by the dense bf16 peak of the GPU (989 TFLOP/s for H100 SXM and
 H200). ``mask_overhead`` = step time with the interaction mask / without it (same model).
+``--repeats N`` times the masked and the unmasked step N times, alternating, in one process (the
+model and its compiled graphs built once): the JSON has each repeat and the medians.
+``--float8 tensorwise|rowwise`` (torchao float8 GEMMs in the blocks' linear layers) is a separate,
+labelled option: its MFU still divides the *model* FLOPs by the dense bf16 peak.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 import time
 
@@ -32,6 +37,7 @@ from egotwin_model.optim import OPTIMIZERS, make_optimizer
 from egotwin_model.parallel import (
     apply_activation_checkpointing,
     apply_compile,
+    apply_float8,
     apply_fsdp,
     init_distributed,
     use_tf32_matmuls,
@@ -60,16 +66,42 @@ def _batch(cfg, stage: str, batch: int, video_hw: int, device, gen) -> dict:
 
 
 def _train_step(model, opt, batch):
-    def step() -> None:
+    """(step, forward_backward, update): one training step, and its two halves."""
+    def forward_backward() -> None:
         out = model(batch["text"], batch["video"], batch["motion"], batch["t_video"], batch["t_motion"])
         loss = out.motion.float().pow(2).mean()
         if out.video is not None:
             loss = loss + out.video.float().pow(2).mean()
         loss.backward()
+
+    def update() -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return step
+    def step() -> None:
+        forward_backward()
+        update()
+
+    return step, forward_backward, update
+
+
+def _time_parts(forward_backward, update, steps: int, device) -> tuple[float, float]:
+    """Mean seconds of forward+backward and of the optimizer update, each timed on its own
+    (synchronised between the halves, so they add to a little more than a step)."""
+    fb = up = 0.0
+    for _ in range(steps):
+        for part, acc in ((forward_backward, "fb"), (update, "up")):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            part()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if acc == "fb":
+                fb += time.perf_counter() - t0
+            else:
+                up += time.perf_counter() - t0
+    return fb / steps, up / steps
 
 
 def _time_steps(step, steps: int, warmup: int, device) -> float:
@@ -113,6 +145,9 @@ def main() -> None:
     ap.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
                     help="adamw (fused) or adamw8bit (torchao, 8-bit moments: frees ~35 GB at paper size)")
     ap.add_argument("--skip-unmasked", action="store_true", help="do not time the unmasked variant")
+    ap.add_argument("--repeats", type=int, default=1, help="time masked and unmasked N times, alternating")
+    ap.add_argument("--float8", choices=["tensorwise", "rowwise"], default=None,
+                    help="torchao float8 GEMMs in the blocks' linear layers (a labelled option; use with --compile)")
     args = ap.parse_args()
 
     info = init_distributed(args.device)
@@ -127,6 +162,7 @@ def main() -> None:
     if args.stage == "t2m":  # text branch frozen: only the motion stream trains
         for name, p in model.named_parameters():
             p.requires_grad_("motion" in name)
+    float8_linears = apply_float8(model.blocks, args.float8) if args.float8 else 0
     if not args.no_ac:
         apply_activation_checkpointing(model.blocks, every=args.ac_every)
     if args.compile:
@@ -140,14 +176,21 @@ def main() -> None:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step = _train_step(model, opt, batch)
-    masked = _time_steps(step, args.steps, args.warmup, device)
+    step, forward_backward, update = _train_step(model, opt, batch)
+    masked_runs, unmasked_runs = [], []
+    for _ in range(args.repeats):
+        masked_runs.append(_time_steps(step, args.steps, args.warmup, device))
+        if not args.skip_unmasked:
+            model.config = dataclasses.replace(model.config, interaction_mask=False)
+            unmasked_runs.append(_time_steps(step, args.steps, args.warmup, device))
+            model.config = dataclasses.replace(model.config, interaction_mask=True)
+    fb_s, update_s = _time_parts(forward_backward, update, args.steps, device)
     peak_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    unmasked = None
-    if not args.skip_unmasked:
-        model.config = dataclasses.replace(model.config, interaction_mask=False)
-        unmasked = _time_steps(step, args.steps, args.warmup, device)
-        model.config = dataclasses.replace(model.config, interaction_mask=True)
+    # cudaMalloc retries (the caching allocator freed its cache to satisfy a request): near the
+    # memory limit these stall steps, a cost that FLOP counts do not show
+    alloc_retries = torch.cuda.memory_stats(device).get("num_alloc_retries") if device.type == "cuda" else None
+    masked = statistics.median(masked_runs)
+    unmasked = statistics.median(unmasked_runs) if unmasked_runs else None
     if args.profile and info.is_main:
         _profile(step, args.profile, device)
 
@@ -169,6 +212,8 @@ def main() -> None:
         "activation_checkpointing": f"every {args.ac_every}" if not args.no_ac else False,
         "compile": args.compile,
         "optimizer": args.optimizer,
+        "float8": args.float8 or False,
+        "float8_linears": float8_linears,
         "mask_backend": args.backend,
         "step_time_s": round(masked, 4),
         "tokens_per_s_per_gpu": round(tokens * args.batch / masked, 1),
@@ -176,8 +221,15 @@ def main() -> None:
         "achieved_tflops_per_gpu": round(achieved / 1e12, 1),
         "mfu": round(achieved / peak, 4) if peak else None,
         "peak_memory_gib": round(peak_mem, 2) if peak_mem is not None else None,
+        "alloc_retries": alloc_retries,
+        "forward_backward_s": round(fb_s, 4),
+        "optimizer_update_s": round(update_s, 4),
         "step_time_unmasked_s": round(unmasked, 4) if unmasked else None,
         "mask_overhead": round(masked / unmasked, 4) if unmasked else None,
+        "repeats": args.repeats,
+        "step_time_s_each": [round(t, 4) for t in masked_runs],
+        "step_time_unmasked_s_each": [round(t, 4) for t in unmasked_runs],
+        "mask_overhead_each": [round(m / u, 4) for m, u in zip(masked_runs, unmasked_runs)],
     }
     if info.is_main:
         print(json.dumps(result))

@@ -21,10 +21,10 @@ from huggingface_hub import split_torch_state_dict_into_shards
 from torch import nn
 
 from egotwin_model.precompute import load_tensors, save_tensors, write_json
-from egotwin_model.run import stage_dir
+from egotwin_model.run import SAVE_DTYPE_NAMES, stage_dir
 
-SAVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""`TrainConfig.save_dtype` values."""
+SAVE_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in SAVE_DTYPE_NAMES}
+"""`TrainConfig.save_dtype` values -> torch dtypes."""
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

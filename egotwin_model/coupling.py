@@ -45,7 +45,7 @@ import torch
 
 from egotwin_bench.metrics.bootstrap import paired_difference, relative_difference
 from egotwin_model import diffusion
-from egotwin_model.dit import EgoTwinDiT
+from egotwin_model.dit import EgoTwinDiT, inference_dit
 from egotwin_model.precompute import write_json
 from egotwin_model.cached_clips import CachedClips
 from egotwin_model.checkpoint import load_weights
@@ -117,7 +117,7 @@ def conditional_losses(run_dir: str | Path, split: str = "test", batch_size: int
     train = CachedClips(run_dir / "cache", "train", config.representation, keys)
     vae, scale = load_motion_vae(run_dir, config)
     vae.to(dev)
-    dit = load_weights(EgoTwinDiT(config.dit), dit_path(run_dir, "joint"), "joint").to(dev).eval()
+    dit = inference_dit(load_weights(EgoTwinDiT(config.dit), dit_path(run_dir, "joint"), "joint"), dev)
     alphas = diffusion.alphas_cumprod(config.diffusion).to(dev)
     T = config.diffusion.num_train_timesteps
     pred = config.diffusion.prediction_type

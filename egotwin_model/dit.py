@@ -415,3 +415,31 @@ def _transformer_folder(folder: Path) -> Path:
         f"no CogVideoX transformer config.json in {folder} or {folder / 'transformer'}; pass the local diffusers "
         "folder of CogVideoX-5B (`huggingface-cli download THUDM/CogVideoX-5b --local-dir DIR`)"
     )
+
+
+class BF16Forward(nn.Module):
+    """`dit` with bf16 weights, fed bf16 inputs, returning fp32 predictions: the forward pass of
+    training on CUDA (FSDP2's mixed precision casts parameters and inputs to bf16), at half the
+    memory and a few times the speed of fp32 (a paper-size sampling step: 5.9 B parameters,
+    ~12k tokens a pass)."""
+
+    def __init__(self, dit: EgoTwinDiT) -> None:
+        super().__init__()
+        for p in dit.parameters():  # parameters only: FSDP2 leaves buffers in their dtype
+            p.data = p.data.to(torch.bfloat16)
+        self.dit = dit
+
+    def forward(self, *args: torch.Tensor | None) -> DiTOutput:
+        cast = [a.to(torch.bfloat16) if a is not None and a.is_floating_point() else a for a in args]
+        out = self.dit(*cast)
+        return DiTOutput(*(None if x is None else x.float() for x in (out.video, out.motion)))
+
+
+def inference_dit(dit: EgoTwinDiT, device: str | torch.device) -> nn.Module:
+    """`dit` in eval mode on `device`, computing as it trained there: through `BF16Forward` on CUDA
+    (cast before the copy: half the bytes moved, no fp32 copy on the GPU), fp32 elsewhere (the CPU
+    stages train in fp32)."""
+    dit = dit.eval()
+    if torch.device(device).type == "cuda":
+        dit = BF16Forward(dit)
+    return dit.to(device)

@@ -7,6 +7,8 @@ and N GPUs under ``torchrun`` (NCCL):
 * `use_tf32_matmuls` — TF32 for the few fp32 products left under bf16 mixed precision;
 * `apply_activation_checkpointing` — wrap each transformer block;
 * `apply_compile` — ``torch.compile`` each block (FlexAttention is compiled inside);
+* `apply_float8` — torchao float8 GEMMs for the blocks' linear layers (a labelled benchmark
+  option, `benchmarks/train_step.py --float8`; not used by `train`);
 * `apply_fsdp` — FSDP2 ``fully_shard`` per block, then the root, bf16 params / fp32 reductions;
 * `save_checkpoint` / `load_checkpoint` — ``torch.distributed.checkpoint`` (sharded, resharding
   on load) of model + optimizer + a small JSON-able training state;
@@ -16,6 +18,7 @@ and N GPUs under ``torchrun`` (NCCL):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -108,6 +111,42 @@ def apply_compile(blocks: nn.ModuleList) -> None:
     """``torch.compile`` each block separately (fast compile, repeated structure reused)."""
     for i, block in enumerate(blocks):
         blocks[i] = torch.compile(block, fullgraph=False)
+
+
+FLOAT8_HINT = ("--float8 needs torchao: `pip install -e '.[train8bit]'` (torchao==0.18.0, pinned in "
+               "pyproject.toml)")
+
+
+def apply_float8(blocks: nn.ModuleList, recipe: str = "tensorwise", emulate: bool = False) -> int:
+    """Swap the `nn.Linear` layers of `blocks` for torchao's ``Float8Linear``; returns how many.
+
+    Forward and both backward GEMMs run in float8 with dynamic scales per `recipe` (torchao's
+    ``tensorwise``: one scale per tensor, e4m3 / e5m2 gradients; ``rowwise``: one per row, e4m3
+    throughout); weights, gradients and optimizer
+    state stay in their own dtypes. Layers whose dimensions are not multiples of 16 (what the
+    float8 GEMM needs) keep bf16. Apply before activation checkpointing, ``torch.compile`` and
+    FSDP (torchtitan's order); fast only compiled. `emulate`: float8 casts with fp32 GEMMs (CPU
+    tests).
+    """
+    try:
+        # lazy: optional dependency (a labelled benchmark option); importing torchao costs ~1 s
+        from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+    except ImportError as err:
+        raise ImportError(FLOAT8_HINT) from err
+    # pad_inner_dim: the GEMMs' inner dimension (tokens, in the weight-gradient GEMM: 21 motion,
+    # 226 text, 9900 video) must be a multiple of 16; torchao pads it
+    config = dataclasses.replace(Float8LinearConfig.from_recipe_name(recipe), pad_inner_dim=True, emulate=emulate)
+    count = 0
+
+    def eligible(module: nn.Module, _fqn: str) -> bool:
+        nonlocal count
+        ok = isinstance(module, nn.Linear) and module.in_features % 16 == 0 and module.out_features % 16 == 0
+        count += ok
+        return ok
+
+    for block in blocks:
+        convert_to_float8_training(block, config=config, module_filter_fn=eligible)
+    return count
 
 
 def apply_fsdp(

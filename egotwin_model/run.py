@@ -29,6 +29,9 @@ from egotwin_model.precompute import precompute, write_json
 
 STAGES: tuple[str, ...] = ("video-vae", "vae", "t2m", "joint")
 
+SAVE_DTYPE_NAMES: tuple[str, ...] = ("float32", "bfloat16")
+"""`TrainConfig.save_dtype` values (torch dtype names; `checkpoint.SAVE_DTYPES` maps them)."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -84,6 +87,8 @@ def train_config(stage: str, config: EgoTwinConfig, **overrides: Any) -> TrainCo
     tc = TrainConfig(stage=stage, **values)
     if tc.optimizer not in OPTIMIZERS:  # checked before training, not at the first step
         raise ValueError(f"optimizer {tc.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    if tc.save_dtype not in SAVE_DTYPE_NAMES:  # likewise: not after the last step, at the final save
+        raise ValueError(f"save dtype {tc.save_dtype!r}: use one of {', '.join(SAVE_DTYPE_NAMES)}")
     return tc
 
 

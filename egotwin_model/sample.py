@@ -46,7 +46,7 @@ from egotwin_bench.skeleton import PELVIS
 from egotwin_model import diffusion, guidance
 from egotwin_model.checkpoint import load_weights
 from egotwin_model.config import VIDEO_LATENT_FRAMES, EgoTwinConfig, GuidanceConfig
-from egotwin_model.dit import DiTOutput, EgoTwinDiT
+from egotwin_model.dit import DiTOutput, EgoTwinDiT, inference_dit
 from egotwin_model.encoders import load_encoders
 from egotwin_model.guidance import TASKS
 from egotwin_model.precompute import load_tensors
@@ -79,24 +79,6 @@ class SampleConfig:
         )
 
 
-class BF16Forward(nn.Module):
-    """`dit` with bf16 weights, fed bf16 inputs, returning fp32 predictions: the forward pass of
-    training on CUDA (FSDP2's mixed precision casts parameters and inputs to bf16), at half the
-    memory and a few times the speed of fp32 (a paper-size sampling step: 5.9 B parameters,
-    ~12k tokens a pass)."""
-
-    def __init__(self, dit: EgoTwinDiT) -> None:
-        super().__init__()
-        for p in dit.parameters():  # parameters only: FSDP2 leaves buffers in their dtype
-            p.data = p.data.to(torch.bfloat16)
-        self.dit = dit
-
-    def forward(self, *args: torch.Tensor | None) -> DiTOutput:
-        cast = [a.to(torch.bfloat16) if a is not None and a.is_floating_point() else a for a in args]
-        out = self.dit(*cast)
-        return DiTOutput(*(None if x is None else x.float() for x in (out.video, out.motion)))
-
-
 @dataclass
 class Sampler:
     """Everything sampling needs from a trained RUN_DIR, loaded once."""
@@ -118,10 +100,7 @@ class Sampler:
         run_dir = Path(run_dir)
         settings = open_run(run_dir, None)
         config = settings.model_config()
-        dit = load_weights(EgoTwinDiT(config.dit), dit_path(run_dir, "joint"), "joint").eval()
-        if torch.device(device).type == "cuda":  # as trained: bf16 compute (CPU: fp32, as the CPU stages train)
-            dit = BF16Forward(dit)  # cast before the copy: half the bytes to the GPU, no fp32 copy there
-        dit = dit.to(device)
+        dit = inference_dit(load_weights(EgoTwinDiT(config.dit), dit_path(run_dir, "joint"), "joint"), device)
         motion_vae, scale = load_motion_vae(run_dir, config)
         stats_path = run_dir / "cache" / "motion_stats.safetensors"
         if not stats_path.is_file():

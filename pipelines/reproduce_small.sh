@@ -4,8 +4,8 @@
 #   bash pipelines/reproduce_small.sh CHUNK
 #
 # CPU host (where the project is installed, `make install`):
-#   data      synthetic Nymeria-format world (SEQUENCES, default 72, x 66 s: ~725 clips, >= 700 as #15
-#             asks; 72 subjects, 37 locations)
+#   data      synthetic Nymeria-format world (SEQUENCES, default 76, x 66 s: ~730 clips, >= 700 as #15
+#             asks: 724 clips measured 2026-12-02 (563 train, 79 val, 82 test); 76 subjects, 39 locations)
 #             -> build-dataset (480 px clips) -> the 128 px training pack (pipelines/small_pack.py)
 #   wheels    the Python wheels a bare GPU host lacks (PyAV, diffusers, roma, tomli-w) -> .whl/
 #   evaluators  the benchmark's hand classifier and GRU text/motion evaluators, trained on the
@@ -70,7 +70,7 @@ if [ "$CHUNK" = data ]; then
   BIN=${BIN:-.venv/bin}
   mkdir -p "$REPRO"
   [ -f "$REPRO/nymeria/.complete" ] || {
-    "$BIN/egotwin-bench" make-synthetic --out "$REPRO/nymeria" --sequences "${SEQUENCES:-72}" --seconds 66 --resolution 320 \
+    "$BIN/egotwin-bench" make-synthetic --out "$REPRO/nymeria" --sequences "${SEQUENCES:-76}" --seconds 66 --resolution 320 \
       --seed 15 --workers "${WORKERS:-2}"
     touch "$REPRO/nymeria/.complete"; }
   "$BIN/egotwin-bench" build-dataset --nymeria-root "$REPRO/nymeria" --out "$REPRO/dataset" --workers "${WORKERS:-2}"

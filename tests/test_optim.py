@@ -34,6 +34,9 @@ def test_set_lr_in_place_for_tensor_lrs_and_unknown_optimizers_are_refused(tiny_
     settings = open_run(tiny_run, None)
     with pytest.raises(ValueError, match="adamw, adamw8bit"):
         train_config("joint", settings.model_config(), optimizer="adam")
+    with pytest.raises(ValueError, match="float32, bfloat16"):  # --save-dtype too, before any step
+        train_config("joint", settings.model_config(), save_dtype="float16")
+    assert train_config("joint", settings.model_config(), save_dtype="bfloat16").save_dtype == "bfloat16"
 
 
 def test_adamw8bit_without_torchao_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

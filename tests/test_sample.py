@@ -162,7 +162,7 @@ def test_bf16_forward_is_the_fsdp2_mixed_precision_forward_of_training() -> None
     from egotwin_model.config import EgoTwinConfig
     from egotwin_model.dit import EgoTwinDiT
     from egotwin_model.parallel import apply_fsdp, init_distributed
-    from egotwin_model.sample import BF16Forward
+    from egotwin_model.dit import BF16Forward
 
     cfg = EgoTwinConfig.load("tiny").dit
     torch.manual_seed(0)
