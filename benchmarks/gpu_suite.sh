@@ -16,9 +16,12 @@ run 150 benchmarks/sample_speed.py --steps 50
 # (--repeats 3: the model and its compiled graphs built once); each line reports the
 # forward+backward and optimizer-update halves and the allocator's retries. Baseline (fp32 fused
 # AdamW, AC every 3rd block); the 8-bit moments at the same AC (the update's own cost); 8-bit with
-# no AC (the memory it frees spent on recompute); torchao float8 GEMMs (a separate, labelled option).
+# no AC (the memory it frees spent on recompute); bf16 moments (multi-tensor update) with no AC;
+# the optimizers' per-tensor cost alone; torchao float8 GEMMs (a separate, labelled option).
 L="--stage joint --batch 1 --steps 3 --warmup 2 --repeats 3 --compile"
 run 300 benchmarks/train_step.py $L --ac-every 3
 run 300 benchmarks/train_step.py $L --ac-every 3 --optimizer adamw8bit
 run 300 benchmarks/train_step.py $L --no-ac --optimizer adamw8bit
+run 300 benchmarks/train_step.py $L --no-ac --optimizer adamw_bf16
+run 120 benchmarks/optimizer_overhead.py --device cuda
 run 480 benchmarks/train_step.py $L --ac-every 3 --float8 tensorwise

@@ -143,7 +143,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile each block")
     ap.add_argument("--device", default=None)
     ap.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
-                    help="adamw (fused) or adamw8bit (torchao, 8-bit moments: frees ~35 GB at paper size)")
+                    help="adamw (fused), adamw8bit (torchao, 8-bit moments: frees ~35 GB at paper size) "
+                         "or adamw_bf16 (bf16 moments: frees ~23 GB)")
     ap.add_argument("--skip-unmasked", action="store_true", help="do not time the unmasked variant")
     ap.add_argument("--repeats", type=int, default=1, help="time masked and unmasked N times, alternating")
     ap.add_argument("--float8", choices=["tensorwise", "rowwise"], default=None,

@@ -63,7 +63,8 @@ class TrainConfig:
     """t2m / joint: write the final weights as ``model-0000K-of-0000N.safetensors`` shards of at most
     this many MiB + ``model.safetensors.index.json`` when larger (0: one file; `checkpoint.write_weights`)."""
     optimizer: str = "adamw"
-    """`egotwin_model.optim.OPTIMIZERS`: adamw, or adamw8bit (8-bit moments: a 4x smaller optimizer state)."""
+    """`egotwin_model.optim.OPTIMIZERS`: adamw, adamw8bit (8-bit moments: a 4x smaller optimizer state)
+    or adamw_bf16 (bf16 moments: 2x smaller, multi-tensor update)."""
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -12,7 +12,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from egotwin_model.optim import make_optimizer, set_lr
-from egotwin_model.parallel import init_distributed, parallelize
+from egotwin_model.parallel import apply_fsdp, init_distributed, load_checkpoint, parallelize, save_checkpoint
 from egotwin_model.run import dit_path, open_run, train_config
 from egotwin_model.precompute import load_tensors
 from egotwin_model import train as train_mod
@@ -110,3 +110,69 @@ def test_adamw8bit_fsdp2_joint_stage_has_8bit_moments_a_smaller_checkpoint_and_r
     big = [k for k in stored8 if numel[k.rsplit(".", 1)[0]] >= 4096 and numel[k.rsplit(".", 1)[0]] % 256 == 0]
     # ~1/4 at paper size; here the code books and framing of 4-65k-value tensors weigh in
     assert big and sum(stored8[k] for k in big) < 0.45 * sum(stored32[k] for k in big)
+
+
+def test_adamw_bf16_first_step_is_adamw_then_stays_within_bf16_rounding() -> None:
+    """Known answer: step 1 uses the unrounded fp32 moments, so it equals torch AdamW bit for bit;
+    later steps differ only by the bf16 rounding of the stored moments (< 1 % of an update), and
+    the moments are stored in bf16 (chunked updates included)."""
+    torch.manual_seed(0)
+    ref = [torch.nn.Parameter(torch.randn(300, 7)) for _ in range(3)] + [torch.nn.Parameter(torch.randn(5))]
+    ours = [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    a = torch.optim.AdamW([{"params": ref, "weight_decay": 0.1}], lr=1e-2, foreach=False)
+    b = make_optimizer([{"params": ours, "weight_decay": 0.1}], "adamw_bf16", lr=1e-2)
+    b.chunk_numel = 2500  # several chunks a step
+    for step in range(6):
+        g = torch.Generator().manual_seed(step)
+        for p, q in zip(ref, ours):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        a.step()
+        b.step()
+        diff = max((p - q).abs().max().item() for p, q in zip(ref, ours))
+        assert diff == 0.0 if step == 0 else 0 < diff < 1e-2 * 1e-2 * (step + 1)  # lr 1e-2 a step
+    assert {s["exp_avg"].dtype for s in b.state.values()} == {torch.bfloat16}
+    assert all(float(s["step"]) == 6 for s in b.state.values())
+
+
+def test_adamw_bf16_under_fsdp2_stores_2_byte_moments_and_resumes_exactly(tmp_path: Path) -> None:
+    """FSDP2 (world of one, DTensor shards) + DCP: 4 steps == 2 steps, checkpoint, a fresh model
+    and optimizer loaded from it, 2 more; the checkpoint's moments take 2 bytes a value."""
+    info = init_distributed("cpu")
+
+    def build() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        root = torch.nn.Module()
+        root.blocks = torch.nn.ModuleList(torch.nn.Linear(64, 64) for _ in range(3))
+        apply_fsdp(root, [root.blocks], info, param_dtype=torch.float32)
+        return root, make_optimizer([{"params": list(root.parameters()), "weight_decay": 0.01}], "adamw_bf16", lr=1e-2)
+
+    def steps(model, opt, start: int, n: int) -> list[float]:
+        losses = []
+        for i in range(start, start + n):
+            x = torch.randn(16, 64, generator=torch.Generator().manual_seed(i))
+            h = x
+            for block in model.blocks:
+                h = torch.tanh(block(h))
+            loss = h.pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+        return losses
+
+    model, opt = build()
+    full = steps(model, opt, 0, 4)
+    model2, opt2 = build()
+    first = steps(model2, opt2, 0, 2)
+    save_checkpoint(tmp_path / "step-2", model2, opt2, {"step": 2})
+    model3, opt3 = build()
+    load_checkpoint(tmp_path / "step-2", model3, opt3)
+    assert first + steps(model3, opt3, 2, 2) == full
+    assert {s["exp_avg"].dtype for s in opt3.state.values()} == {torch.bfloat16}  # not cast up by the load
+    assert all(torch.equal(p.full_tensor(), q.full_tensor()) for p, q in zip(model.parameters(), model3.parameters()))
+    stored = _moment_bytes(tmp_path / "step-2")
+    assert len(stored) == 2 * 6  # weight + bias of 3 layers, two moments each
+    for key, length in stored.items():
+        n = 64 * 64 if key.split(".")[-2] == "weight" else 64
+        assert 2 * n <= length <= 2 * n + 4096, (key, length)  # + DCP framing
