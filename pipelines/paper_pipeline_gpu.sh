@@ -9,11 +9,15 @@
 # STEPs (default: all, in this order): data weights precompute vae t2m joint joint_resume
 # sample_t2vm sample_tm2v sample_tv2m collect evaluate. A bare GPU host has torch but not ray,
 # polars or PyAV: there, run `data` and `evaluate` on the CPU host (where the project is
-# installed) and carry the dataset and the wheels (.whl/: PyAV, diffusers, roma) across:
+# installed) and carry the dataset and the wheels across (`reproduce_small.sh wheels`: .whl/ with
+# PyAV, diffusers, roma; .whl-train8bit/ with torchao for the default --optimizer adamw8bit):
 #   CPU:  WORK=.paper SEQUENCES=3 SECONDS_PER_SEQUENCE=45 ENGINE=local bash pipelines/paper_pipeline_gpu.sh data
-#   GPU:  DATA=.paper/dataset bash pipelines/paper_pipeline_gpu.sh weights precompute vae t2m joint \
-#           joint_resume sample_t2vm sample_tm2v sample_tv2m collect     (OUT=$OUT of the device call)
-#   CPU:  tar -C .paper -xf OUT/paper_submissions.tar; WORK=.paper bash pipelines/paper_pipeline_gpu.sh evaluate Each step is one process, measured on its own, and
+#   GPU:  pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl .whl-train8bit/*.whl
+#         PYTHONPATH=/tmp/site DATA=.paper/dataset JOINT_DIR=/dev/shm/egotwin_joint \
+#           bash pipelines/paper_pipeline_gpu.sh weights precompute vae t2m joint      (one call, ~8 min)
+#         ... joint_resume sample_tm2v sample_tv2m sample_t2vm collect    (OUT=$OUT of the device call)
+#   CPU:  tar -C .paper -xf OUT/paper_submissions.tar; WORK=.paper bash pipelines/paper_pipeline_gpu.sh evaluate
+# Each step is one process, measured on its own, and
 # fits in a 10-minute device call, so a lead can run them a few at a time on the same warm machine
 # (state lives in $WORK; a step already completed is skipped, rm $WORK/.done/STEP reruns it).
 # Every step appends one JSON line to $OUT/paper_pipeline.jsonl:

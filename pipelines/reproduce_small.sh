@@ -7,7 +7,9 @@
 #   data      synthetic Nymeria-format world (SEQUENCES, default 76, x 66 s: ~730 clips, >= 700 as #15
 #             asks: 724 clips measured 2026-12-02 (563 train, 79 val, 82 test); 76 subjects, 39 locations)
 #             -> build-dataset (480 px clips) -> the 128 px training pack (pipelines/small_pack.py)
-#   wheels    the Python wheels a bare GPU host lacks (PyAV, diffusers, roma, tomli-w) -> .whl/
+#   wheels    the Python wheels a bare GPU host lacks (PyAV, diffusers, roma, tomli-w) -> .whl/ (45 MB:
+#             with the 18 MB pack and the 3.5 MB tree, just under the 64 MiB a device call carries), and
+#             torchao for `--optimizer adamw8bit` / `--float8` (paper size, not needed here) -> .whl-train8bit/
 #   evaluators  the benchmark's hand classifier and GRU text/motion evaluators, trained on the
 #             same synthetic train split (run it while the GPU trains)
 # GPU host (one H200):
@@ -110,11 +112,13 @@ if [ "$CHUNK" = evaluate ]; then  # FILES: the folders the GPU chunks' files cam
   exit 0
 fi
 if [ "$CHUNK" = wheels ]; then
-  mkdir -p .whl
+  mkdir -p .whl .whl-train8bit
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d .whl av==19.0.2 diffusers==0.42.1 roma==1.8.0 tomli-w==1.2.0 torchao==0.18.0
-  du -sh .whl
+    -d .whl av==19.0.2 diffusers==0.42.1 roma==1.8.0 tomli-w==1.2.0
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 -d .whl-train8bit torchao==0.18.0
+  du -sh .whl .whl-train8bit
   exit 0
 fi
 
