@@ -2,12 +2,12 @@
 # One device session: GPU tests, then the paper-size training-step and sampling benchmarks.
 # Each benchmark prints one JSON line; all of them are collected in $OUT/bench.jsonl.
 #   OUT=results bash benchmarks/gpu_suite.sh [PART ...]
-# PARTs (default: all, ~25 min: more than one 10-minute device call): tests, basics (the
-# uncompiled / compiled joint step, t2m, sampling), levers (issue #16 item 3: the optimizers
-# and recompute), float8.
+# PARTs (default: all, ~30 min: several 10-minute device calls): tests, basics (the
+# uncompiled / compiled joint step, t2m, sampling), levers (issue #16 item 3: the baseline, bf16
+# moments without recompute, the optimizers' per-tensor cost; <= 10 min), levers8bit, float8.
 set -u
 OUT=${OUT:-benchmarks/results}
-PARTS=${*:-tests basics levers float8}
+PARTS=${*:-tests basics levers levers8bit float8}
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
@@ -28,9 +28,9 @@ fi
 # separate, labelled option).
 L="--stage joint --batch 1 --steps 3 --warmup 2 --repeats 3 --compile"
 if has levers; then
-  run 300 benchmarks/train_step.py $L --ac-every 3
-  run 300 benchmarks/train_step.py $L --no-ac --optimizer adamw_bf16
-  run 150 benchmarks/optimizer_overhead.py --device cuda
-  run 300 benchmarks/train_step.py $L --ac-every 3 --optimizer adamw8bit
+  run 240 benchmarks/train_step.py $L --ac-every 3
+  run 240 benchmarks/train_step.py $L --no-ac --optimizer adamw_bf16
+  run 110 benchmarks/optimizer_overhead.py --device cuda
 fi
+has levers8bit && run 300 benchmarks/train_step.py $L --ac-every 3 --optimizer adamw8bit
 has float8 && run 480 benchmarks/train_step.py $L --ac-every 3 --float8 tensorwise
