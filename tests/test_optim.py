@@ -61,6 +61,7 @@ def test_adamw8bit_fsdp2_joint_stage_has_8bit_moments_a_smaller_checkpoint_and_r
     info = init_distributed("cpu")
     settings = open_run(tiny_run, None)
     moments: dict[str, set[str]] = {}
+    dtypes: dict[str, set[torch.dtype]] = {}
     sizes: list[int] = []
     names: list[str] = []
     built_optimizers: list[torch.optim.Optimizer] = []
@@ -82,6 +83,7 @@ def test_adamw8bit_fsdp2_joint_stage_has_8bit_moments_a_smaller_checkpoint_and_r
         sizes[:] = [p.numel() for g in opt_state.param_groups for p in g["params"]]
         moments[optimizer] = {type(getattr(s["exp_avg"], "_local_tensor", s["exp_avg"])).__name__
                               for s in opt_state.state.values()}
+        dtypes[optimizer] = {s["exp_avg"].dtype for s in opt_state.state.values()}
         return [r["loss"] for r in log]
 
     full = run(fork_run(tiny_run, tmp_path / "full", ("vae", "t2m")), 4, "adamw8bit")
@@ -110,6 +112,16 @@ def test_adamw8bit_fsdp2_joint_stage_has_8bit_moments_a_smaller_checkpoint_and_r
     big = [k for k in stored8 if numel[k.rsplit(".", 1)[0]] >= 4096 and numel[k.rsplit(".", 1)[0]] % 256 == 0]
     # ~1/4 at paper size; here the code books and framing of 4-65k-value tensors weigh in
     assert big and sum(stored8[k] for k in big) < 0.45 * sum(stored32[k] for k in big)
+
+    # bf16 moments through the same training loop: 2 bytes a value in the checkpoint, bf16 in memory
+    bf16 = fork_run(tiny_run, tmp_path / "bf16", ("vae", "t2m"))
+    run(bf16, 4, "adamw_bf16")
+    assert dtypes["adamw_bf16"] == {torch.bfloat16} and dtypes["adamw"] == {torch.float32}
+    stored16 = _moment_bytes(bf16 / "joint" / "checkpoints" / "step-4")
+    assert stored16.keys() == stored32.keys()
+    for key, length in stored16.items():
+        n = numel[key.rsplit(".", 1)[0]]
+        assert 2 * n <= length <= 2 * n + framing, (key, n, length)
 
 
 def test_adamw_bf16_first_step_is_adamw_then_stays_within_bf16_rounding() -> None:
