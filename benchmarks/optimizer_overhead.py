@@ -14,26 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 from torch import nn
 
+from _timing import time_calls  # benchmarks/_timing.py (this script's folder)
+
 from egotwin_model.optim import OPTIMIZERS, make_optimizer
 from egotwin_model.parallel import apply_fsdp, init_distributed
-
-
-def _step_seconds(opt: torch.optim.Optimizer, repeats: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / repeats
 
 
 def main() -> None:
@@ -60,7 +48,7 @@ def main() -> None:
             p.grad = torch.randn_like(p)
         opt = make_optimizer([{"params": list(root.parameters()), "weight_decay": 0.0}], name, lr=1e-3,
                              device=info.device)
-        seconds = _step_seconds(opt, args.repeats, args.warmup, info.device)
+        seconds = time_calls(opt.step, args.repeats, args.warmup, info.device)
         result[name] = {"ms_per_step": round(seconds * 1e3, 2), "us_per_tensor": round(seconds / args.tensors * 1e6, 1)}
     if "adamw" in result:
         for name in args.optimizers:

@@ -20,16 +20,12 @@ import time
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
+from _timing import sync  # benchmarks/_timing.py (this script's folder)
 from egotwin_model.config import MOTION_LATENTS, VIDEO_LATENT_FRAMES, EgoTwinConfig
 from egotwin_model.diffusion import denoise_step, initial_latents, make_scheduler, set_inference_steps
 from egotwin_model.dit import EgoTwinDiT
 from egotwin_model.guidance import guided_prediction
 from egotwin_model.motion_vae import MotionVAE
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -65,14 +61,14 @@ def main() -> None:
         t0 = torch.full((b,), int(timesteps[0]), device=device)
         for _ in range(2):
             model(text, video, motion, t0, t0)
-        _sync(device)
+        sync(device)
         s = time.perf_counter()
         model(text, video, motion, t0, t0)
-        _sync(device)
+        sync(device)
         single = time.perf_counter() - s
 
         v_noise, m_noise = torch.randn_like(video), torch.randn_like(motion)
-        _sync(device)
+        sync(device)
         s = time.perf_counter()
         for t in timesteps:
             out = guided_prediction(model, "t2vm", text=text, null_text=null, video=video, motion=motion, t=t,
@@ -80,12 +76,12 @@ def main() -> None:
                                     video_noise=v_noise, motion_noise=m_noise, t_max=d.num_train_timesteps - 1)
             video = denoise_step(scheduler, out.video, t, video, v_cond)
             motion = denoise_step(scheduler, out.motion, t, motion, m_cond)
-        _sync(device)
+        sync(device)
         denoise = time.perf_counter() - s
 
         s = time.perf_counter()
         mvae.decode(motion)
-        _sync(device)
+        sync(device)
         motion_decode = time.perf_counter() - s
         video_decode = None
         if not args.no_video_vae and args.config == "paper":
@@ -94,7 +90,7 @@ def main() -> None:
             vae.enable_tiling()
             s = time.perf_counter()
             vae.decode(video.permute(0, 2, 1, 3, 4))  # (B, C, F, h, w)
-            _sync(device)
+            sync(device)
             video_decode = time.perf_counter() - s
 
     total = denoise + motion_decode + (video_decode or 0.0)

@@ -30,6 +30,8 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from _timing import sync, time_calls  # benchmarks/_timing.py (this script's folder)
+
 from egotwin_model.config import VIDEO_LATENT_FRAMES, EgoTwinConfig
 from egotwin_model.dit import EgoTwinDiT
 from egotwin_model.flops import dit_flops
@@ -88,33 +90,15 @@ def _train_step(model, opt, batch):
 def _time_parts(forward_backward, update, steps: int, device) -> tuple[float, float]:
     """Mean seconds of forward+backward and of the optimizer update, each timed on its own
     (synchronised between the halves, so they add to a little more than a step)."""
-    fb = up = 0.0
+    totals = [0.0, 0.0]
     for _ in range(steps):
-        for part, acc in ((forward_backward, "fb"), (update, "up")):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+        for i, part in enumerate((forward_backward, update)):
+            sync(device)
             t0 = time.perf_counter()
             part()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if acc == "fb":
-                fb += time.perf_counter() - t0
-            else:
-                up += time.perf_counter() - t0
-    return fb / steps, up / steps
-
-
-def _time_steps(step, steps: int, warmup: int, device) -> float:
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
+            sync(device)
+            totals[i] += time.perf_counter() - t0
+    return totals[0] / steps, totals[1] / steps
 
 
 def _profile(step, rows: int, device) -> None:
@@ -180,10 +164,10 @@ def main() -> None:
     step, forward_backward, update = _train_step(model, opt, batch)
     masked_runs, unmasked_runs = [], []
     for _ in range(args.repeats):
-        masked_runs.append(_time_steps(step, args.steps, args.warmup, device))
+        masked_runs.append(time_calls(step, args.steps, args.warmup, device))
         if not args.skip_unmasked:
             model.config = dataclasses.replace(model.config, interaction_mask=False)
-            unmasked_runs.append(_time_steps(step, args.steps, args.warmup, device))
+            unmasked_runs.append(time_calls(step, args.steps, args.warmup, device))
             model.config = dataclasses.replace(model.config, interaction_mask=True)
     fb_s, update_s = _time_parts(forward_backward, update, args.steps, device)
     peak_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
