@@ -101,13 +101,12 @@ def write_weights(path: Path, state: dict[str, torch.Tensor], max_shard_bytes: i
     split = split_torch_state_dict_into_shards(state, filename_pattern=stem + "{suffix}." + ext,
                                                max_shard_size=max_shard_bytes or 2**62)
     index, old = index_path(path), shard_paths(path)
+    index.unlink(missing_ok=True)
     if not split.is_sharded:
-        index.unlink(missing_ok=True)
         save_tensors(path, state)
         for p in old:
             p.unlink()
         return [path]
-    index.unlink(missing_ok=True)
     written = []
     for name, keys in split.filename_to_tensors.items():
         save_tensors(path.parent / name, {k: state[k] for k in keys})

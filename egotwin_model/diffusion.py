@@ -100,22 +100,25 @@ def noisy_inputs(
     return keep_first_latent(add_noise(alphas, x0, noise, t), x0), noise
 
 
-def loss(model_out: torch.Tensor, targets: torch.Tensor, mask_first_latent: bool = True) -> torch.Tensor:
-    """MSE over all elements; latent 0 (dim 1, the clean condition) excluded when masked."""
+def _scored(model_out: torch.Tensor, targets: torch.Tensor, mask_first_latent: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prediction, target) in fp32 over the latents a loss scores: latent 0 (dim 1, the clean
+    condition) dropped when masked; a shape mismatch is an error."""
     if model_out.shape != targets.shape:
         raise ValueError(f"prediction {tuple(model_out.shape)} and target {tuple(targets.shape)} differ")
     if mask_first_latent:
         model_out, targets = model_out[:, 1:], targets[:, 1:]
-    return F.mse_loss(model_out.float(), targets.float())
+    return model_out.float(), targets.float()
+
+
+def loss(model_out: torch.Tensor, targets: torch.Tensor, mask_first_latent: bool = True) -> torch.Tensor:
+    """MSE over all elements; latent 0 (dim 1, the clean condition) excluded when masked."""
+    return F.mse_loss(*_scored(model_out, targets, mask_first_latent))
 
 
 def clip_losses(model_out: torch.Tensor, targets: torch.Tensor, mask_first_latent: bool = True) -> torch.Tensor:
     """Per-clip MSE (B,) over each clip's elements (latent 0 excluded when masked); its mean is `loss`."""
-    if model_out.shape != targets.shape:
-        raise ValueError(f"prediction {tuple(model_out.shape)} and target {tuple(targets.shape)} differ")
-    if mask_first_latent:
-        model_out, targets = model_out[:, 1:], targets[:, 1:]
-    return (model_out.float() - targets.float()).pow(2).flatten(1).mean(1)
+    pred, target = _scored(model_out, targets, mask_first_latent)
+    return (pred - target).pow(2).flatten(1).mean(1)
 
 
 def set_inference_steps(scheduler, steps: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -29,8 +29,9 @@ from torch.distributed.tensor import DTensor
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adamw8bit", "adamw_bf16")
 """`TrainConfig.optimizer` values."""
 
-TORCHAO_HINT = ("the adamw8bit optimizer needs torchao: `pip install -e '.[train8bit]'` "
-                "(torchao==0.18.0, pinned in pyproject.toml)")
+TORCHAO_INSTALL = "`pip install -e '.[train8bit]'` (torchao==0.18.0, pinned in pyproject.toml)"
+"""How to get torchao, which the 8-bit optimizer and `parallel.apply_float8` need."""
+TORCHAO_HINT = f"the adamw8bit optimizer needs torchao: {TORCHAO_INSTALL}"
 
 
 def make_optimizer(param_groups: Iterable[dict[str, Any]], name: str, lr: float,

@@ -36,6 +36,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+from egotwin_model.optim import TORCHAO_INSTALL
 from egotwin_model.run import TrainConfig
 from egotwin_model.stages.base import Stage
 
@@ -113,8 +114,7 @@ def apply_compile(blocks: nn.ModuleList) -> None:
         blocks[i] = torch.compile(block, fullgraph=False)
 
 
-FLOAT8_HINT = ("--float8 needs torchao: `pip install -e '.[train8bit]'` (torchao==0.18.0, pinned in "
-               "pyproject.toml)")
+FLOAT8_HINT = f"--float8 needs torchao: {TORCHAO_INSTALL}"
 
 
 def apply_float8(blocks: nn.ModuleList, recipe: str = "tensorwise", emulate: bool = False) -> int:
@@ -122,9 +122,8 @@ def apply_float8(blocks: nn.ModuleList, recipe: str = "tensorwise", emulate: boo
 
     Forward and both backward GEMMs run in float8 with dynamic scales per `recipe` (torchao's
     ``tensorwise``: one scale per tensor, e4m3 / e5m2 gradients; ``rowwise``: one per row, e4m3
-    throughout); weights, gradients and optimizer
-    state stay in their own dtypes. Layers whose dimensions are not multiples of 16 (what the
-    float8 GEMM needs) keep bf16. Apply before activation checkpointing, ``torch.compile`` and
+    throughout); weights, gradients and optimizer state stay in their own dtypes. Layers whose
+    dimensions are not multiples of 16 (what the float8 GEMM needs) keep bf16. Apply before activation checkpointing, ``torch.compile`` and
     FSDP (torchtitan's order); fast only compiled. `emulate`: float8 casts with fp32 GEMMs (CPU
     tests).
     """
