@@ -25,7 +25,8 @@ fi
 # AdamW, AC every 3rd block); bf16 moments (multi-tensor update) with the memory they free spent on
 # dropping recompute; the optimizers' per-tensor cost alone; 8-bit moments at the baseline's AC
 # (without AC, measured 2026-12-02: 2.04 s, slower than the baseline); torchao float8 GEMMs (a
-# separate, labelled option).
+# separate, labelled option; measured 2026-12-02: 1.32 s, the baseline's step, in < 5 min with
+# compiling; 270 s was not enough).
 L="--stage joint --batch 1 --steps 3 --warmup 2 --repeats 3 --compile"
 if has levers; then
   run 240 benchmarks/train_step.py $L --ac-every 3
