@@ -21,7 +21,8 @@
 #             so `gpu` is rerun until it prints "every step done" (3-4 calls of < 10 min on an H200).
 # CPU host again:
 #   weights   (GPU host, after gpu) WEIGHTS_RUNS="egotwin" (default): bring back a runnable copy of those
-#             runs' final small weights (joint DiT in bf16 shards of 15 MiB; ~50 MB a run, one per call)
+#             runs' final small weights (joint DiT in bf16 shards of 15 MiB; 76 MB a run: two calls,
+#             WEIGHTS_PART=rest, then WEIGHTS_PART=joint)
 #   evaluate  FILES="dir1 dir2 dir3" (where the GPU chunks' files came back): unpack them (weights
 #             into $REPRO/weights/RUN: `egotwin-model sample --run` / coupling probes on the CPU), restore
 #             the condition modality of TM2V/TV2M from the full-size dataset, add the ground-truth
@@ -201,7 +202,8 @@ collect() {  # logs, probes, timings -> meta.tar.gz; this chunk's new submission
 }
 weights() {  # WEIGHTS_RUNS (default egotwin): a runnable copy of each run's final weights (run.json,
   # encoders, motion VAE, joint DiT in bf16 shards, the cache's motion statistics and null text, no
-  # clips) -> $OUT/weights.tgz.part-* of 15 MiB; one run (~50 MB) per device call (<= 64 MB, <= 8 files)
+  # clips) -> $OUT/weights.tgz.part-* of 15 MiB; a call brings back <= 64 MB: EgoTwin's folder is
+  # 76 MB (video VAE 24, joint 42), so it takes two calls, WEIGHTS_PART=rest and WEIGHTS_PART=joint
   local runs=${WEIGHTS_RUNS:-egotwin} dst=$RUNS/weights r
   rm -rf "$dst"; mkdir -p "$dst"
   for r in $runs; do
@@ -216,11 +218,19 @@ weights() {  # WEIGHTS_RUNS (default egotwin): a runnable copy of each run's fin
   done
   du -sh "$dst"/*
   rm -f "$OUT"/weights.tgz.part-*
-  tar -C "$dst" -czf - $runs | split -b 15m - "$OUT/weights.tgz.part-"
+  local what  # WEIGHTS_PART: all (default) | rest (all but the joint DiT) | joint: one tar stream a call
+  case "${WEIGHTS_PART:-all}" in
+    all) what=$runs ;;
+    rest) what="--exclude=*/joint $runs" ;;
+    joint) what=$(for r in $runs; do printf '%s/joint ' "$r"; done) ;;
+    *) echo "weights: WEIGHTS_PART is all, rest or joint, not $WEIGHTS_PART" >&2; return 2 ;;
+  esac
+  tar -C "$dst" -czf - $what | split -b 15m - "$OUT/weights.tgz.part-"
   local parts; parts=$(ls "$OUT"/weights.tgz.part-* | wc -l)
   if [ "$parts" -gt 4 ]; then
     rm -f "$OUT"/weights.tgz.part-*
-    echo "weights: $runs need $parts parts of 15 MiB (> 60 MiB, a call brings back 64 MB): give fewer WEIGHTS_RUNS" >&2
+    echo "weights: ${WEIGHTS_PART:-all} of $runs needs $parts parts of 15 MiB (> 60 MiB, a call brings back 64 MB):" \
+      "bring it back in two calls, WEIGHTS_PART=rest then WEIGHTS_PART=joint" >&2
     return 2
   fi
 }
