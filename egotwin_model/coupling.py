@@ -28,10 +28,12 @@ The result holds each probe's mean over the clips, ``per_clip`` (every probe's v
 in ``clip_ids`` order) and ``differences``: for each pair of `PROBE_PAIRS` (a condition given vs
 removed, the model vs the Gaussian baseline) the mean per-clip difference and the relative one
 (mean / mean - 1), each with a paired bootstrap 95 % interval over clips
-(`egotwin_bench.metrics.bootstrap`, the leaderboard's). Every value comes from one noise draw
-per clip: the interval is over clips, not over draws.
+(`egotwin_bench.metrics.bootstrap`, the leaderboard's). A clip's value is the mean over
+``draws`` independent draws of noise and timesteps (default 1; the first draw is the same for
+any ``draws``): the interval is over clips, and more draws shrink the noise-draw part of the
+per-clip spread.
 
-    python -m egotwin_model.coupling --run RUN_DIR [--split test] [--device cuda] [--out FILE.json]
+    python -m egotwin_model.coupling --run RUN_DIR [--split test] [--draws 1] [--device cuda] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -105,9 +107,12 @@ def gaussian_denoiser_mse(x0: torch.Tensor, mean: torch.Tensor, var: torch.Tenso
 @torch.no_grad()
 def conditional_losses(run_dir: str | Path, split: str = "test", batch_size: int = 16, seed: int = 0,
                        device: str = "cpu", limit: int | None = None,
-                       resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+                       resamples: int = BOOTSTRAP_RESAMPLES, draws: int = 1) -> dict:
     """The probes of the module docstring for the joint model of `run_dir` on `split` of its cache:
-    means, ``per_clip`` values and the paired ``differences`` (`probe_differences`)."""
+    means, ``per_clip`` values (each the mean over `draws` draws of noise and timesteps) and the
+    paired ``differences`` (`probe_differences`)."""
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
     run_dir = Path(run_dir)
     settings = open_run(run_dir, None)
     config = settings.model_config()
@@ -135,12 +140,14 @@ def conditional_losses(run_dir: str | Path, split: str = "test", batch_size: int
 
     n = len(data) if limit is None else min(limit, len(data))
     gen = torch.Generator(device=dev).manual_seed(seed + 1)
-    per_clip: dict[str, list[float]] = {}
+    per_draw: list[dict[str, list[float]]] = []
 
     def add(name: str, value: torch.Tensor) -> None:
-        per_clip.setdefault(name, []).extend(value.double().cpu().tolist())
+        per_draw[-1].setdefault(name, []).extend(value.double().cpu().tolist())
 
-    for start in range(0, n, batch_size):
+    for start in (s for _ in range(draws) for s in range(0, n, batch_size)):  # draw after draw
+        if start == 0:
+            per_draw.append({})
         idx = list(range(start, min(start + batch_size, n)))
         b = {k: v.to(dev) for k, v in data.batch(idx).items()}
         B = len(idx)
@@ -170,7 +177,9 @@ def conditional_losses(run_dir: str | Path, split: str = "test", batch_size: int
             add("motion|video_noised", diffusion.clip_losses(dit(text, pure_v, xm, last, t_m).motion, tgt_m))
             add("video|motion_clean", diffusion.clip_losses(dit(text, xv, zm, t_v, zero).video, tgt_v))
             add("video|motion_noised", diffusion.clip_losses(dit(text, xv, pure_m, t_v, last).video, tgt_v))
+    per_clip = {k: np.mean([d[k] for d in per_draw], axis=0).tolist() for k in per_draw[0]}
     return {"run": str(run_dir), "variant": settings.variant, "split": split, "clips": n, "seed": seed,
+            "draws": draws,
             **{k: float(np.mean(v)) for k, v in per_clip.items()},
             "differences": probe_differences(per_clip, seed, resamples),
             "per_clip": {"clip_ids": data.ids[:n], **per_clip}}
@@ -184,12 +193,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--draws", type=int, default=1,
+                        help="draws of noise and timesteps per clip, averaged (the first is the same for any N)")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
                         help="paired bootstrap resamples of the differences' 95 %% intervals (0: none)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here (atomically)")
     args = parser.parse_args(argv)
     result = conditional_losses(args.run, args.split, args.batch_size, args.seed, args.device, args.limit,
-                                args.bootstrap)
+                                args.bootstrap, args.draws)
     if args.out is not None:
         write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "per_clip"}))

@@ -62,3 +62,16 @@ def test_conditional_losses_give_per_clip_values_and_paired_intervals(tiny_run) 
         assert d["relative"] == pytest.approx(float(x.mean() / y.mean() - 1))
         assert d["difference_low"] <= d["difference"] <= d["difference_high"], name
         assert d["relative_low"] <= d["relative"] <= d["relative_high"], name
+
+
+def test_more_draws_average_new_draws_of_noise_and_timesteps(tiny_run) -> None:
+    one = conditional_losses(tiny_run, split="test", batch_size=2, resamples=0)
+    two = conditional_losses(tiny_run, split="test", batch_size=2, resamples=0, draws=2)
+    assert one["draws"] == 1 and two["draws"] == 2 and two["clips"] == 3
+    for name in ("motion|video_clean", "video|motion_noised", "motion|text", "gaussian_video"):
+        first, mean2 = np.array(one["per_clip"][name]), np.array(two["per_clip"][name])
+        second = 2 * mean2 - first  # the second draw, implied: the first is the same for any `draws`
+        assert np.all(np.isfinite(second)) and np.all(second > 0), name
+        assert not np.allclose(second, first), f"{name}: the second draw repeated the first"
+    with pytest.raises(ValueError, match="draws"):
+        conditional_losses(tiny_run, split="test", draws=0)
