@@ -46,6 +46,7 @@ STEPS_VAE=${STEPS_VAE:-1500}
 STEPS_T2M=${STEPS_T2M:-800}
 STEPS_JOINT=${STEPS_JOINT:-2000}
 SAMPLE_STEPS=${SAMPLE_STEPS:-50}
+PROBE_DRAWS=${PROBE_DRAWS:-8}  # noise/timestep draws a clip's probe averages (2026-12-02 GPU run: 1)
 SAMPLE_VIDEO_SIZE=${SAMPLE_VIDEO_SIZE:-128}  # drafts at the model's size; `evaluate` runs small_pack.py finish
 DEVICE=${DEVICE:-cuda}
 CONFIG=${CONFIG:-small}  # tiny: a CPU check of this script
@@ -156,7 +157,7 @@ sample() {  # sample RUN TASK
 }
 probe() {  # probe RUN: held-out condition losses (egotwin_model/coupling.py)
   [ -s "$RUNS/probes/$1.json" ] || timed "$1/probe" $PY -m egotwin_model.coupling --run "$RUNS/$1" --split test \
-    --device "$DEVICE" --out "$RUNS/probes/$1.json"
+    --draws "$PROBE_DRAWS" --device "$DEVICE" --out "$RUNS/probes/$1.json"
 }
 
 gpu() {  # the whole GPU pipeline in dependency order; independent steps run side by side on the one
