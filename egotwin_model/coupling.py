@@ -145,38 +145,38 @@ def conditional_losses(run_dir: str | Path, split: str = "test", batch_size: int
     def add(name: str, value: torch.Tensor) -> None:
         per_draw[-1].setdefault(name, []).extend(value.double().cpu().tolist())
 
-    for start in (s for _ in range(draws) for s in range(0, n, batch_size)):  # draw after draw
-        if start == 0:
-            per_draw.append({})
-        idx = list(range(start, min(start + batch_size, n)))
-        b = {k: v.to(dev) for k, v in data.batch(idx).items()}
-        B = len(idx)
-        zm = motion_latents(vae, scale, b["motion"], gen)
-        zv = video_condition(b["video_latents"], b["first_frame_latent"])
-        t_v, t_m = diffusion.sample_timesteps(B, config.dit.asynchronous, T, generator=gen, device=dev)
-        xm, nm = diffusion.noisy_inputs(alphas, zm, t_m, gen)
-        xv, nv = diffusion.noisy_inputs(alphas, zv, t_v, gen)
-        tgt_m = diffusion.training_targets(alphas, zm, nm, t_m, pred)
-        tgt_v = diffusion.training_targets(alphas, zv, nv, t_v, pred)
-        text = b["text_emb"]
-        null = null_text[None].expand_as(text)
+    for _ in range(draws):  # draw after draw over every batch: the first is the same for any `draws`
+        per_draw.append({})
+        for start in range(0, n, batch_size):
+            idx = list(range(start, min(start + batch_size, n)))
+            b = {k: v.to(dev) for k, v in data.batch(idx).items()}
+            B = len(idx)
+            zm = motion_latents(vae, scale, b["motion"], gen)
+            zv = video_condition(b["video_latents"], b["first_frame_latent"])
+            t_v, t_m = diffusion.sample_timesteps(B, config.dit.asynchronous, T, generator=gen, device=dev)
+            xm, nm = diffusion.noisy_inputs(alphas, zm, t_m, gen)
+            xv, nv = diffusion.noisy_inputs(alphas, zv, t_v, gen)
+            tgt_m = diffusion.training_targets(alphas, zm, nm, t_m, pred)
+            tgt_v = diffusion.training_targets(alphas, zv, nv, t_v, pred)
+            text = b["text_emb"]
+            null = null_text[None].expand_as(text)
 
-        out = dit(text, xv, xm, t_v, t_m)
-        add("motion|text", diffusion.clip_losses(out.motion, tgt_m))
-        add("video|text", diffusion.clip_losses(out.video, tgt_v))
-        out = dit(null, xv, xm, t_v, t_m)
-        add("motion|null_text", diffusion.clip_losses(out.motion, tgt_m))
-        add("video|null_text", diffusion.clip_losses(out.video, tgt_v))
-        add("gaussian_motion", gaussian_denoiser_mse(zm, *prior["motion"], alphas, t_m))
-        add("gaussian_video", gaussian_denoiser_mse(zv, *prior["video"], alphas, t_v))
-        if config.dit.asynchronous:
-            zero, last = torch.zeros_like(t_v), torch.full_like(t_v, T - 1)
-            pure_v, _ = diffusion.noisy_inputs(alphas, zv, last, gen)
-            pure_m, _ = diffusion.noisy_inputs(alphas, zm, last, gen)
-            add("motion|video_clean", diffusion.clip_losses(dit(text, zv, xm, zero, t_m).motion, tgt_m))
-            add("motion|video_noised", diffusion.clip_losses(dit(text, pure_v, xm, last, t_m).motion, tgt_m))
-            add("video|motion_clean", diffusion.clip_losses(dit(text, xv, zm, t_v, zero).video, tgt_v))
-            add("video|motion_noised", diffusion.clip_losses(dit(text, xv, pure_m, t_v, last).video, tgt_v))
+            out = dit(text, xv, xm, t_v, t_m)
+            add("motion|text", diffusion.clip_losses(out.motion, tgt_m))
+            add("video|text", diffusion.clip_losses(out.video, tgt_v))
+            out = dit(null, xv, xm, t_v, t_m)
+            add("motion|null_text", diffusion.clip_losses(out.motion, tgt_m))
+            add("video|null_text", diffusion.clip_losses(out.video, tgt_v))
+            add("gaussian_motion", gaussian_denoiser_mse(zm, *prior["motion"], alphas, t_m))
+            add("gaussian_video", gaussian_denoiser_mse(zv, *prior["video"], alphas, t_v))
+            if config.dit.asynchronous:
+                zero, last = torch.zeros_like(t_v), torch.full_like(t_v, T - 1)
+                pure_v, _ = diffusion.noisy_inputs(alphas, zv, last, gen)
+                pure_m, _ = diffusion.noisy_inputs(alphas, zm, last, gen)
+                add("motion|video_clean", diffusion.clip_losses(dit(text, zv, xm, zero, t_m).motion, tgt_m))
+                add("motion|video_noised", diffusion.clip_losses(dit(text, pure_v, xm, last, t_m).motion, tgt_m))
+                add("video|motion_clean", diffusion.clip_losses(dit(text, xv, zm, t_v, zero).video, tgt_v))
+                add("video|motion_noised", diffusion.clip_losses(dit(text, xv, pure_m, t_v, last).video, tgt_v))
     per_clip = {k: np.mean([d[k] for d in per_draw], axis=0).tolist() for k in per_draw[0]}
     return {"run": str(run_dir), "variant": settings.variant, "split": split, "clips": n, "seed": seed,
             "draws": draws,

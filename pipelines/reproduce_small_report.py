@@ -231,7 +231,8 @@ def device_time(meta: Path) -> tuple[str, float]:
         per_step[r["step"]] = per_step.get(r["step"], 0.0) + r["seconds"]
     phases: dict[str, float] = {}
     for step, seconds in per_step.items():
-        phase = step.split("/")[-1].split("-")[0] if "/sample-" in step else step.split("/")[-1]
+        name = step.split("/")[-1]
+        phase = "sample" if name.startswith("sample-") else name
         phases[phase] = max(phases.get(phase, 0.0), seconds)
     wall = sum(phases.values())
     lines = ["| step | seconds | GPU MiB after |", "|---|---|---|"] + [
